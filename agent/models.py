@@ -157,7 +157,7 @@ def parse_restart(text: str) -> RestartPolicy:
         if not count.isdigit():
             raise invalid("--restart", text, "the maximum retry count must be a whole number")
         retries = int(count)
-    return RestartPolicy(name=name, max_retries=retries)  # type: ignore[arg-type]
+    return RestartPolicy(name=name, max_retries=retries)
 
 
 def parse_env(items: list[str]) -> list[str]:

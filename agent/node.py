@@ -1,0 +1,648 @@
+"""The node: containers and images on one machine, the implementation of `AgentService`.
+
+Every container's record is a JSON file in its own directory, rewritten atomically on each
+state change, so a restarted agent rebuilds its view from disk and adopts the monitors
+(shims) that kept running while it was away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.config import AgentConfig
+from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, invalid
+from agent.images.layers import upper_changes
+from agent.images.store import Image, ImageStore
+from agent.models import (
+    Change,
+    ContainerCreate,
+    ContainerInfo,
+    ContainerState,
+    ContainerStats,
+    ExecChunk,
+    ImageInfo,
+    LogEntry,
+    ProcessInfo,
+    parse_signal,
+    validate_create,
+)
+from agent.restart import decide
+from agent.runtime import cgroups
+from agent.runtime.logs import read_logs
+from agent.runtime.monitor import ShimConfig, ShimPool, read_exit, reap_shim, start_shim
+from agent.runtime.rootfs import is_mounted, mount_overlay, unmount
+from agent.runtime.runc import Runc
+from agent.runtime.spec import DEFAULT_PATH_ENV, OciInputs, build_oci_spec, resolve_user
+from agent.supervisor import Supervisor, Timer
+from agent.volumes import check_mount_policy, oci_mounts
+
+log = logging.getLogger(__name__)
+
+_ADJECTIVES = (
+    "brave calm eager fond gentle happy jolly keen lucid merry nimble proud quiet swift witty".split()
+)
+_FISH = "bass carp cod eel gar koi ling perch pike ray shad smelt sole tetra trout".split()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0
+
+
+class Record(BaseModel):
+    """A container as persisted in `<containers_dir>/<id>/container.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    created: str
+    image: str
+    image_id: str
+    config: ContainerCreate
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    stop_signal: str
+    cgroups_path: str
+    state: ContainerState = ContainerState()
+    shim_pid: int = 0
+    last_delay: float = 0.0
+
+
+class Container:
+    def __init__(self, record: Record, directory: Path) -> None:
+        self.record = record
+        self.dir = directory
+        self.cond = threading.Condition(threading.RLock())
+        self.restart_timer: Timer | None = None
+        self.log_followers: set[threading.Event] = set()
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def state(self) -> ContainerState:
+        return self.record.state
+
+    def set_state(self, **changes: object) -> None:
+        self.record.state = self.record.state.model_copy(update=changes)
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "logs" / "container.log"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.dir / "exit.json"
+
+    def save(self) -> None:
+        tmp = self.dir / "container.json.tmp"
+        tmp.write_text(self.record.model_dump_json())
+        os.replace(tmp, self.dir / "container.json")
+
+    def live(self) -> bool:
+        return self.state.status in ("running", "restarting")
+
+
+class Node:
+    def __init__(self, config: AgentConfig, images: ImageStore) -> None:
+        self.config = config
+        self.images = images
+        self.runc = Runc(config.runc, config.runc_root)
+        self.supervisor = Supervisor()
+        self.shims: ShimPool | None = None
+        self._lock = threading.RLock()
+        self._containers: dict[str, Container] = {}
+        self._names: dict[str, str] = {}
+        for d in (config.containers_dir, config.volumes_dir, config.runc_root):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # ---- lifecycle of the node itself ------------------------------------------------
+
+    def start(self) -> None:
+        """Load every container record and adopt the monitors that are still running."""
+        self.supervisor.start()
+        self.shims = ShimPool(self.config.run_dir / "shim-pool.log")
+        for directory in sorted(self.config.containers_dir.iterdir()):
+            try:
+                record = Record.model_validate_json((directory / "container.json").read_text())
+            except (OSError, ValueError) as e:
+                log.warning("skipping %s: unreadable container record: %s", directory.name, e)
+                continue
+            c = Container(record, directory)
+            self._containers[c.id] = c
+            self._names[record.name] = c.id
+            self._adopt(c)
+
+    def close(self) -> None:
+        """Stop supervising; containers keep running (live restore)."""
+        self.supervisor.stop()
+        if self.shims:
+            self.shims.close()
+
+    def _adopt(self, c: Container) -> None:
+        status = c.state.status
+        if status == "running" and self._is_our_shim(c):
+            log.info("container %s: adopted running monitor pid %d", c.id[:12], c.record.shim_pid)
+            self.supervisor.watch_pid(c.record.shim_pid, lambda: self._on_exit(c.id))
+        elif status == "running":
+            log.info("container %s: exited while the agent was down", c.id[:12])
+            self.supervisor.call_later(0, lambda: self._on_exit(c.id))
+        elif status == "restarting":
+            c.restart_timer = self.supervisor.call_later(c.record.last_delay, lambda: self._restart(c.id))
+
+    def _is_our_shim(self, c: Container) -> bool:
+        try:
+            cmdline = Path(f"/proc/{c.record.shim_pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return c.record.shim_pid > 0 and str(c.dir).encode() in cmdline
+
+    # ---- lookups ---------------------------------------------------------------------
+
+    def _get(self, ref: str) -> Container:
+        with self._lock:
+            if ref in self._names:
+                return self._containers[self._names[ref]]
+            if ref in self._containers:
+                return self._containers[ref]
+            matches = [c for cid, c in self._containers.items() if len(ref) >= 4 and cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"container id prefix {ref!r} is ambiguous: use more characters")
+        raise NotFound(f"No such container: {ref}")
+
+    def _info(self, c: Container) -> ContainerInfo:
+        r = c.record
+        return ContainerInfo(
+            id=r.id,
+            name=r.name,
+            created=r.created,
+            image=r.image,
+            image_id=r.image_id,
+            config=r.config,
+            args=r.args,
+            env=r.env,
+            state=r.state,
+            mounts=r.config.mounts,
+            rootfs=str(c.rootfs),
+            log_path=c.log_path,
+        )
+
+    # ---- create and start ------------------------------------------------------------
+
+    def _check_policy(self, req: ContainerCreate) -> None:
+        validate_create(req)
+        if req.privileged and not self.config.allow_privileged:
+            raise invalid("--privileged", True, "privileged containers are not allowed by this agent")
+        if req.network == "host" and not self.config.allow_host_namespaces:
+            raise invalid("--network", "host", "host networking is not allowed by this agent")
+        for cap in req.cap_add:
+            name = cap.upper().removeprefix("CAP_")
+            if name not in self.config.allowed_cap_add:
+                raise invalid("--cap-add", cap, "this capability is not allowed by this agent")
+        check_mount_policy(req.mounts, self.config)
+
+    def _resolve_image(self, ref: str) -> Image:
+        try:
+            return self.images.get(ref)
+        except NotFound:
+            self.images.pull(ref)  # as `docker run`: pull what is missing
+            return self.images.get(ref)
+
+    def container_run(self, req: ContainerCreate, start: bool) -> ContainerInfo:
+        self._check_policy(req)
+        image = self._resolve_image(req.image)
+        args = _process_args(req, image)
+        cid = secrets.token_hex(32)
+        with self._lock:
+            name = req.name or self._generate_name()
+            if name in self._names:
+                raise Conflict(
+                    f'container name "{name}" is already in use by container {self._names[name][:12]}'
+                )
+            self._names[name] = cid  # reserved; released below if creation fails
+        directory = self.config.containers_dir / cid
+        try:
+            c = self._create(cid, name, req, image, args, directory)
+        except BaseException:
+            with self._lock:
+                self._names.pop(name, None)
+            unmount(directory / "rootfs")
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        with self._lock:
+            self._containers[cid] = c
+        if start:
+            with c.cond:
+                try:
+                    self._start(c)
+                except ShoalError:
+                    c.save()
+                    raise
+        return self._info(c)
+
+    def _generate_name(self) -> str:
+        while True:
+            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_FISH)}_{secrets.token_hex(2)}"
+            if name not in self._names:
+                return name
+
+    def _create(
+        self, cid: str, name: str, req: ContainerCreate, image: Image, args: list[str], directory: Path
+    ) -> Container:
+        for sub in ("upper", "work", "rootfs", "logs"):
+            (directory / sub).mkdir(parents=True)
+        mount_overlay(
+            self.images.layer_dirs(image), directory / "upper", directory / "work", directory / "rootfs"
+        )
+        uid, gid, gids = resolve_user(
+            directory / "rootfs", req.user if req.user is not None else image.config.user
+        )
+        record = Record(
+            id=cid,
+            name=name,
+            created=_now(),
+            image=req.image,
+            image_id=image.id,
+            config=req,
+            args=args,
+            env=_merge_env(list(image.config.env), req.env),
+            cwd=req.working_dir or image.config.working_dir or "/",
+            uid=uid,
+            gid=gid,
+            additional_gids=list(gids),
+            stop_signal=req.stop_signal or image.config.stop_signal or "SIGTERM",
+            cgroups_path=f"/{self.config.cgroup_parent}/{cid}",
+        )
+        c = Container(record, directory)
+        c.save()
+        return c
+
+    def _start(self, c: Container) -> None:
+        """Start a new run of `c` under a fresh monitor. Caller holds `c.cond`."""
+        r = c.record
+        if not is_mounted(c.rootfs):
+            image = self.images.get(r.image_id)
+            mount_overlay(self.images.layer_dirs(image), c.dir / "upper", c.dir / "work", c.rootfs)
+        spec = build_oci_spec(
+            OciInputs(
+                args=r.args,
+                env=r.env,
+                cwd=r.cwd,
+                uid=r.uid,
+                gid=r.gid,
+                additional_gids=r.additional_gids,
+                hostname=r.config.hostname or r.id[:12],
+                rootfs=c.rootfs,
+                mounts=oci_mounts(r.config.mounts, self.config, c.rootfs),
+                resources=r.config.resources,
+                network=r.config.network,
+                privileged=r.config.privileged,
+                cap_add=r.config.cap_add,
+                cgroups_path=r.cgroups_path,
+            )
+        )
+        (c.dir / "config.json").write_text(json.dumps(spec))
+        c.exit_file.unlink(missing_ok=True)
+        try:
+            started = start_shim(
+                ShimConfig(
+                    id=r.id,
+                    bundle=c.dir,
+                    runc=self.config.runc,
+                    runc_root=self.config.runc_root,
+                    log_path=c.log_path,
+                    log_max_size=self.config.log_max_size,
+                    log_max_files=self.config.log_max_files,
+                    exit_file=c.exit_file,
+                    memory_cgroup=str(cgroups.memory_cgroup_dir(r.cgroups_path)),
+                    pid_file=c.dir / "container.pid",
+                ),
+                c.dir,
+                pool=self.shims,
+            )
+        except ShoalError as e:
+            self.runc.delete(r.id, force=True)
+            c.set_state(status="exited", exit_code=127, error=str(e), pid=0, finished_at=_now())
+            c.cond.notify_all()
+            raise
+        r.shim_pid = started.shim_pid
+        c.set_state(
+            status="running", pid=started.container_pid, started_at=_now(), error="", oom_killed=False
+        )
+        c.save()
+        c.cond.notify_all()
+        self.supervisor.watch_pid(started.shim_pid, lambda: self._on_exit(c.id))
+
+    # ---- exits and restarts (supervisor thread) --------------------------------------
+
+    def _on_exit(self, cid: str) -> None:
+        with self._lock:
+            c = self._containers.get(cid)
+        if c is None:
+            return
+        with c.cond:
+            if c.state.status != "running":
+                return
+            reap_shim(c.record.shim_pid)
+            exit_rec = read_exit(c.exit_file)
+            finished = exit_rec.finished_at if exit_rec else _now()
+            if exit_rec is None:
+                # The monitor died without recording an exit: make sure nothing is left running.
+                self.runc.kill(c.id, "KILL", all=True)
+                self.runc.delete(c.id, force=True)
+            c.set_state(
+                status="exited",
+                pid=0,
+                exit_code=exit_rec.exit_code if exit_rec else 255,
+                oom_killed=exit_rec.oom_killed if exit_rec else False,
+                error=(exit_rec.error if exit_rec else "the container monitor died unexpectedly"),
+                finished_at=finished,
+            )
+            s = c.state
+            decision = decide(
+                c.record.config.restart,
+                s.exit_code,
+                s.manually_stopped,
+                s.restart_count,
+                max(0.0, _parse_time(finished) - _parse_time(s.started_at)),
+                c.record.last_delay,
+                self.config.backoff,
+            )
+            log.info("container %s exited with %d: %s", c.id[:12], s.exit_code, decision.reason)
+            if decision.restart:
+                c.record.last_delay = decision.delay
+                c.set_state(status="restarting")
+                c.restart_timer = self.supervisor.call_later(decision.delay, lambda: self._restart(cid))
+            else:
+                self._end_followers(c)
+            c.save()
+            c.cond.notify_all()
+
+    def _restart(self, cid: str) -> None:
+        with self._lock:
+            c = self._containers.get(cid)
+        if c is None:
+            return
+        with c.cond:
+            if c.state.status != "restarting":
+                return
+            c.restart_timer = None
+            c.set_state(restart_count=c.state.restart_count + 1)
+            try:
+                self._start(c)
+            except ShoalError as e:
+                log.warning("container %s: restart failed: %s", cid[:12], e)
+                self._end_followers(c)
+                c.save()
+
+    def _end_followers(self, c: Container) -> None:
+        for ev in c.log_followers:
+            ev.set()
+
+    # ---- user operations -------------------------------------------------------------
+
+    def container_start(self, ref: str) -> ContainerInfo:
+        c = self._get(ref)
+        with c.cond:
+            if c.state.status == "running":
+                return self._info(c)
+            if c.restart_timer:
+                c.restart_timer.cancel()
+            c.record.last_delay = 0.0
+            c.set_state(manually_stopped=False, restart_count=0)
+            self._start(c)
+        return self._info(c)
+
+    def container_stop(self, ref: str, timeout: float | None) -> ContainerInfo:
+        c = self._get(ref)
+        grace = timeout if timeout is not None else c.record.config.stop_timeout
+        grace = self.config.stop_timeout if grace is None else grace
+        self._halt(c, c.record.stop_signal, grace)
+        return self._info(c)
+
+    def container_kill(self, ref: str, signal: str) -> ContainerInfo:
+        c = self._get(ref)
+        signum = parse_signal("--signal", signal)
+        with c.cond:
+            if c.state.status == "restarting":
+                self._halt(c, "SIGKILL", 0)
+            elif c.state.status != "running":
+                raise Conflict(f"container {c.record.name} is not running")
+            elif signum in (9, parse_signal("stop signal", c.record.stop_signal)):
+                self._halt(c, signal, 0)
+            else:
+                self.runc.kill(c.id, signum)
+        return self._info(c)
+
+    def _halt(self, c: Container, sig: str, grace: float) -> None:
+        """Stop `c` for good: signal, wait `grace`, SIGKILL; cancels a pending restart."""
+        with c.cond:
+            c.set_state(manually_stopped=True)
+            if c.restart_timer:
+                c.restart_timer.cancel()
+                c.restart_timer = None
+            if c.state.status == "restarting":
+                c.set_state(status="exited")
+                self._end_followers(c)
+            c.save()
+            if c.state.status != "running":
+                return
+            self.runc.kill(c.id, parse_signal("stop signal", sig))
+            if not c.cond.wait_for(lambda: c.state.status != "running", timeout=grace):
+                self.runc.kill(c.id, signal.SIGKILL, all=True)
+                if not c.cond.wait_for(lambda: c.state.status != "running", timeout=10):
+                    raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
+
+    def container_remove(self, ref: str, force: bool) -> str:
+        c = self._get(ref)
+        with c.cond:
+            if c.live() and not force:
+                raise Conflict(
+                    f"cannot remove container {c.record.name}: it is {c.state.status}; "
+                    "stop it first or use --force"
+                )
+            if c.live():
+                self._halt(c, "SIGKILL", 0)
+            self.runc.delete(c.id, force=True)
+            unmount(c.rootfs)
+            shutil.rmtree(c.dir, ignore_errors=True)
+            self._end_followers(c)
+        with self._lock:
+            self._containers.pop(c.id, None)
+            self._names.pop(c.record.name, None)
+        return c.id
+
+    def container_list(self, all: bool) -> list[ContainerInfo]:
+        with self._lock:
+            containers = list(self._containers.values())
+        infos = [self._info(c) for c in containers if all or c.live()]
+        return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def container_inspect(self, ref: str) -> ContainerInfo:
+        return self._info(self._get(ref))
+
+    def container_logs(
+        self, ref: str, tail: int | None, since: float | None, follow: bool
+    ) -> Iterator[LogEntry]:
+        c = self._get(ref)
+        stop = threading.Event()
+        with c.cond:
+            if c.live():
+                c.log_followers.add(stop)
+            else:
+                stop.set()  # like `docker logs -f`: a stopped container's log ends at once
+        try:
+            yield from read_logs(c.log_path, tail, since, follow, stop)
+        finally:
+            with c.cond:
+                c.log_followers.discard(stop)
+
+    def _running(self, ref: str) -> Container:
+        c = self._get(ref)
+        if c.state.status != "running":
+            raise Conflict(f"container {c.record.name} is not running")
+        return c
+
+    def container_exec(
+        self, ref: str, args: list[str], env: list[str], workdir: str | None, user: str | None
+    ) -> Iterator[ExecChunk]:
+        c = self._running(ref)
+        if not args:
+            raise invalid("command", args, "exec needs a command")
+        r = c.record
+        uid, gid, _ = resolve_user(c.rootfs, user) if user else (r.uid, r.gid, [])
+        proc = self.runc.exec_popen(r.id, args, _merge_env(r.env, env), workdir or r.cwd, f"{uid}:{gid}")
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+                sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+                while sel.get_map():
+                    for key, _ in sel.select():
+                        data = os.read(key.fd, 65536)
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            continue
+                        yield ExecChunk(stream=key.data, data=data.decode(errors="replace"))
+            yield ExecChunk(stream="exit", exit_code=proc.wait())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def container_stats(self, ref: str) -> ContainerStats:
+        c = self._running(ref)
+        s = cgroups.read_stats(c.record.cgroups_path)
+        return ContainerStats(
+            id=c.id,
+            name=c.record.name,
+            cpu_seconds=s.cpu_seconds,
+            memory_working_set_bytes=s.memory_working_set_bytes,
+            memory_limit_bytes=s.memory_limit_bytes,
+            pids=s.pids,
+        )
+
+    def container_top(self, ref: str) -> list[ProcessInfo]:
+        c = self._running(ref)
+        out = []
+        for pid in self.runc.ps(c.id):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                uid_line = next(
+                    line
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:")
+                )
+            except (OSError, StopIteration):
+                continue  # exited while we looked
+            out.append(ProcessInfo(pid=pid, user=uid_line.split()[1], command=cmd))
+        return out
+
+    def container_diff(self, ref: str) -> list[Change]:
+        c = self._get(ref)
+        return upper_changes(c.dir / "upper", self.images.layer_dirs(self.images.get(c.record.image_id)))
+
+    def container_commit(self, ref: str, repo_tag: str | None) -> ImageInfo:
+        c = self._get(ref)
+        return self.images.commit(c.dir / "upper", self.images.get(c.record.image_id), repo_tag)
+
+    # ---- images ----------------------------------------------------------------------
+
+    def image_pull(self, ref: str) -> ImageInfo:
+        return self.images.pull(ref)
+
+    def image_push(self, ref: str) -> ImageInfo:
+        return self.images.push(ref)
+
+    def image_import(self, source: str, ref: str | None) -> ImageInfo:
+        return self.images.import_rootfs(Path(source), ref, None)
+
+    def image_save(self, refs: list[str], path: str) -> None:
+        self.images.save(refs, Path(path))
+
+    def image_load(self, path: str) -> list[ImageInfo]:
+        return self.images.load(Path(path))
+
+    def image_tag(self, source: str, target: str) -> ImageInfo:
+        return self.images.tag(source, target)
+
+    def image_list(self) -> list[ImageInfo]:
+        return self.images.list()
+
+    def image_remove(self, ref: str, force: bool) -> list[str]:
+        def in_use(image_id: str) -> bool:
+            with self._lock:
+                return any(c.record.image_id == image_id for c in self._containers.values())
+
+        return self.images.remove(ref, force, in_use)
+
+
+def _process_args(req: ContainerCreate, image: Image) -> list[str]:
+    """Docker's rule: an entrypoint override drops the image's Cmd unless a command is given too."""
+    entrypoint = req.entrypoint if req.entrypoint is not None else list(image.config.entrypoint or [])
+    if req.command is not None:
+        cmd = req.command
+    elif req.entrypoint is not None:
+        cmd = []
+    else:
+        cmd = list(image.config.cmd or [])
+    args = entrypoint + cmd
+    if not args:
+        raise invalid("command", "", "no command specified and the image has no Entrypoint or Cmd")
+    return args
+
+
+def _merge_env(base: list[str], override: list[str]) -> list[str]:
+    env = dict(item.partition("=")[::2] for item in base)
+    env.setdefault("PATH", DEFAULT_PATH_ENV)
+    for item in override:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return [f"{k}={v}" for k, v in env.items()]

@@ -1,0 +1,81 @@
+"""Restart policies on the node and live restore across an agent kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tests.support.agent import AgentProcess, wait_for
+
+
+def state(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(agent.cli("container", "inspect", ref).stdout)["state"]  # type: ignore[no-any-return]
+
+
+def log_times(agent: AgentProcess, ref: str) -> list[float]:
+    lines = agent.cli("container", "logs", "-t", ref).stdout.splitlines()
+    return [datetime.fromisoformat(line.split()[0][:26].rstrip("Z") + "+00:00").timestamp() for line in lines]
+
+
+def test_on_failure_restarts_exactly_max_times_with_growing_delays(agent: AgentProcess) -> None:
+    agent.cli("container", "run", "-d", "--name", "flaky", "--restart", "on-failure:3", "busybox",
+              "sh", "-c", "echo run; exit 3")  # fmt: skip
+    wait_for(lambda: state(agent, "flaky")["status"] == "exited" and state(agent, "flaky")["restart_count"] == 3,
+             timeout=15, what="three restarts")  # fmt: skip
+    time.sleep(1.0)  # a fourth restart would have happened by now (delay 0.8 s)
+    s = state(agent, "flaky")
+    assert (s["status"], s["exit_code"], s["restart_count"]) == ("exited", 3, 3)
+    starts = log_times(agent, "flaky")
+    assert len(starts) == 4
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 0.1 and gaps[0] < gaps[1] < gaps[2], gaps
+
+
+def test_always_restarts_after_the_process_is_killed(agent: AgentProcess) -> None:
+    agent.cli("container", "run", "-d", "--name", "keeper", "--restart", "always", "busybox", "sleep", "300")
+    pid = state(agent, "keeper")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: state(agent, "keeper")["restart_count"] == 1 and state(agent, "keeper")["status"] == "running",
+             what="restart after kill")  # fmt: skip
+    assert state(agent, "keeper")["pid"] != pid
+
+
+def test_unless_stopped_does_not_restart_after_stop(agent: AgentProcess) -> None:
+    agent.cli(
+        "container", "run", "-d", "--name", "us", "--restart", "unless-stopped", "busybox", "sleep", "300"
+    )
+    agent.cli("container", "stop", "-t", "0", "us")
+    time.sleep(0.5)
+    s = state(agent, "us")
+    assert s["status"] == "exited" and s["restart_count"] == 0
+    agent.cli("container", "start", "us")
+    assert state(agent, "us")["status"] == "running"
+
+
+def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
+    agent.cli("container", "run", "-d", "--name", "ticker", "--restart", "always", "busybox",
+              "sh", "-c", "while true; do echo tick; sleep 0.1; done")  # fmt: skip
+    agent.cli("container", "run", "-d", "--name", "dies", "--restart", "on-failure", "busybox",
+              "sh", "-c", "sleep 1; exit 1")  # fmt: skip
+    before = state(agent, "ticker")
+    log_file = Path(json.loads(agent.cli("container", "inspect", "ticker").stdout)["log_path"])
+
+    agent.kill9()
+    lines_at_kill = log_file.read_text().count("tick")
+    time.sleep(1.5)  # "dies" exits while no agent runs
+    assert Path(f"/proc/{before['pid']}").exists()
+    assert log_file.read_text().count("tick") > lines_at_kill, "logs keep flowing without the agent"
+
+    agent.start()
+    after = state(agent, "ticker")
+    assert after["status"] == "running" and after["pid"] == before["pid"]
+    assert "ticker" in agent.cli("container", "ps").stdout
+    wait_for(lambda: state(agent, "dies")["restart_count"] >= 1, what="policy applied on adoption")
+    # and the adopted container's policy is enforced again
+    os.kill(after["pid"], signal.SIGKILL)
+    wait_for(lambda: state(agent, "ticker")["restart_count"] == 1 and state(agent, "ticker")["status"] == "running",
+             what="adopted container restarted")  # fmt: skip

@@ -1,0 +1,152 @@
+"""Run a real `shoal agent` for tests, isolated by directory, socket and cgroup parent.
+
+Teardown kills only the processes this harness started: the agent's pid and the monitor
+pids recorded in that agent's own container records; then it removes runc state, mounts
+and cgroups under the unique prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from agent.client import AgentClient
+from agent.runtime.rootfs import unmount
+
+VENV_BIN = Path(sys.executable).parent
+SHOAL = str(VENV_BIN / "shoal")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class AgentProcess:
+    def __init__(self, base: Path, default_registry: str | None, extra_args: list[str] | None = None) -> None:
+        self.prefix = f"shoaltest-{uuid.uuid4().hex[:8]}"
+        self.state_dir = base / "state"
+        self.run_dir = base / "run"
+        self.default_registry = default_registry
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_file = base / "agent.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "agent.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        args = [
+            SHOAL,
+            "agent",
+            "--state-dir",
+            str(self.state_dir),
+            "--run-dir",
+            str(self.run_dir),
+            "--cgroup-parent",
+            self.prefix,
+            *self.extra_args,
+        ]
+        if self.default_registry:
+            args += ["--default-registry", self.default_registry]
+        with self.log_file.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_file.read_text()}")
+            if self.socket.exists():
+                try:
+                    AgentClient(self.socket).container_list(all=True)
+                    return
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"agent did not become ready:\n{self.log_file.read_text()}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def client(self) -> AgentClient:
+        return AgentClient(self.socket)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [SHOAL, "--host", self.host, *args], capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"shoal {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def teardown(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        containers = self.state_dir / "containers"
+        for record in containers.glob("*/container.json") if containers.exists() else []:
+            try:
+                shim_pid = json.loads(record.read_text()).get("shim_pid", 0)
+            except (OSError, ValueError):
+                shim_pid = 0
+            if shim_pid and str(record.parent).encode() in _cmdline(shim_pid):
+                os.kill(shim_pid, signal.SIGKILL)
+            cid = record.parent.name
+            subprocess.run(
+                ["runc", "--root", str(self.run_dir / "runc"), "delete", "-f", cid],
+                capture_output=True,
+                check=False,
+            )
+            unmount(record.parent / "rootfs")
+        for controller in CGROUP_ROOT.iterdir():
+            parent = controller / self.prefix
+            if parent.is_dir():
+                for child in parent.iterdir():
+                    if child.is_dir():
+                        _rmdir_quiet(child)
+                _rmdir_quiet(parent)
+
+    def __enter__(self) -> AgentProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.teardown()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _rmdir_quiet(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def wait_for(
+    predicate: object, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> None:
+    """Poll `predicate()` until true; fail with `what` after `timeout` seconds."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
