@@ -1,7 +1,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint unit demo bench clean
+.PHONY: setup test lint demo demo-down bench clean
 
 setup:
 	@scripts/setup.sh
@@ -22,3 +22,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+demo-down: setup
+	$(PY) -m deploy.demo down

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
-from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, invalid
+from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable, invalid
 from agent.images.layers import upper_changes
 from agent.images.store import Image, ImageStore
 from agent.models import (
@@ -41,7 +41,15 @@ from agent.models import (
 from agent.restart import decide
 from agent.runtime import cgroups
 from agent.runtime.logs import read_logs
-from agent.runtime.monitor import ShimConfig, ShimPool, read_exit, reap_shim, start_shim
+from agent.runtime.monitor import (
+    ShimConfig,
+    ShimPool,
+    is_same_process,
+    process_start_ticks,
+    read_exit,
+    reap_shim,
+    start_shim,
+)
 from agent.runtime.rootfs import is_mounted, mount_overlay, unmount
 from agent.runtime.runc import Runc
 from agent.runtime.spec import DEFAULT_PATH_ENV, OciInputs, build_oci_spec, resolve_user
@@ -85,6 +93,8 @@ class Record(BaseModel):
     cgroups_path: str
     state: ContainerState = ContainerState()
     shim_pid: int = 0
+    shim_start_ticks: int = 0
+    """With shim_pid, identifies the monitor even if its pid is reused later."""
     last_delay: float = 0.0
 
 
@@ -176,11 +186,7 @@ class Node:
             c.restart_timer = self.supervisor.call_later(c.record.last_delay, lambda: self._restart(c.id))
 
     def _is_our_shim(self, c: Container) -> bool:
-        try:
-            cmdline = Path(f"/proc/{c.record.shim_pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return c.record.shim_pid > 0 and str(c.dir).encode() in cmdline
+        return is_same_process(c.record.shim_pid, c.record.shim_start_ticks)
 
     # ---- lookups ---------------------------------------------------------------------
 
@@ -211,7 +217,7 @@ class Node:
             state=r.state,
             mounts=r.config.mounts,
             rootfs=str(c.rootfs),
-            log_path=c.log_path,
+            log_path=str(c.log_path),
         )
 
     # ---- create and start ------------------------------------------------------------
@@ -353,6 +359,7 @@ class Node:
             c.cond.notify_all()
             raise
         r.shim_pid = started.shim_pid
+        r.shim_start_ticks = process_start_ticks(started.shim_pid) or 0
         c.set_state(
             status="running", pid=started.container_pid, started_at=_now(), error="", oom_killed=False
         )
@@ -458,7 +465,7 @@ class Node:
             elif signum in (9, parse_signal("stop signal", c.record.stop_signal)):
                 self._halt(c, signal, 0)
             else:
-                self.runc.kill(c.id, signum)
+                self._signal(c, signum)
         return self._info(c)
 
     def _halt(self, c: Container, sig: str, grace: float) -> None:
@@ -474,11 +481,20 @@ class Node:
             c.save()
             if c.state.status != "running":
                 return
-            self.runc.kill(c.id, parse_signal("stop signal", sig))
+            self._signal(c, parse_signal("stop signal", sig))
             if not c.cond.wait_for(lambda: c.state.status != "running", timeout=grace):
-                self.runc.kill(c.id, signal.SIGKILL, all=True)
+                self._signal(c, signal.SIGKILL, all=True)
                 if not c.cond.wait_for(lambda: c.state.status != "running", timeout=10):
                     raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
+
+    def _signal(self, c: Container, signum: int, all: bool = False) -> None:
+        try:
+            self.runc.kill(c.id, signum, all=all)
+        except Unavailable:
+            # runc fails on a container that is being torn down; its monitor reports the exit.
+            state = self.runc.state(c.id)
+            if state is not None and state.get("status") == "running":
+                raise
 
     def container_remove(self, ref: str, force: bool) -> str:
         c = self._get(ref)

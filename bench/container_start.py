@@ -61,8 +61,11 @@ def bench_cli(agent: AgentProcess, runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([SHOAL, "--host", agent.host, "container", "run", "-d", "bench/busybox:1", "sleep", "300"],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [SHOAL, "--host", agent.host, "container", "run", "-d", "bench/busybox:1", "sleep", "300"],
+            check=True,
+            capture_output=True,
+        )
         samples.append(time.perf_counter() - t0)
     client = agent.client()
     for c in client.container_list(all=True):
@@ -79,12 +82,17 @@ def bench_runc(base: Path, lower: Path, runs: int) -> list[float]:
         for sub in ("upper", "work", "rootfs"):
             (bundle / sub).mkdir(parents=True)
         mount_overlay([lower], bundle / "upper", bundle / "work", bundle / "rootfs")
-        spec = build_oci_spec(OciInputs(args=["sleep", "300"], rootfs=bundle / "rootfs",
-                                        cgroups_path=f"/shoalbench/{cid}"))  # fmt: skip
+        spec = build_oci_spec(
+            OciInputs(args=["sleep", "300"], rootfs=bundle / "rootfs", cgroups_path=f"/shoalbench/{cid}")
+        )
         (bundle / "config.json").write_text(json.dumps(spec))
         t0 = time.perf_counter()
-        subprocess.run(["runc", "--root", str(root), "run", "-d", "--bundle", str(bundle), cid],
-                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            ["runc", "--root", str(root), "run", "-d", "--bundle", str(bundle), cid],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         samples.append(time.perf_counter() - t0)
         subprocess.run(["runc", "--root", str(root), "kill", cid, "KILL"], check=False)
         subprocess.run(["runc", "--root", str(root), "delete", "-f", cid], check=False)
@@ -101,18 +109,26 @@ def bench_podman(base: Path, lower: Path, runs: int) -> list[float] | None:
     (conf / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{conf}/graph"\nrunroot = "{conf}/run"\n'
     )
-    env = {**os.environ, "CONTAINERS_CONF": str(conf / "containers.conf"),
-           "CONTAINERS_STORAGE_CONF": str(conf / "storage.conf")}  # fmt: skip
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(conf / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(conf / "storage.conf"),
+    }
     tar = base / "busybox.tar"
     subprocess.run(["tar", "-C", str(lower), "-cf", str(tar), "."], check=True)
-    subprocess.run(["podman", "import", str(tar), "localhost/shoalbench:1"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["podman", "import", str(tar), "localhost/shoalbench:1"], env=env, check=True, capture_output=True
+    )
     samples = []
     try:
         for _ in range(runs):
             t0 = time.perf_counter()
-            subprocess.run(["podman", "run", "-d", "--network", "none", "localhost/shoalbench:1",
-                            "/bin/sleep", "300"], env=env, check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                ["podman", "run", "-d", "--network", "none", "localhost/shoalbench:1", "/bin/sleep", "300"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             samples.append(time.perf_counter() - t0)
     finally:
         subprocess.run(["podman", "rm", "-f", "-a", "-t", "0"], env=env, capture_output=True, check=False)
@@ -154,8 +170,10 @@ def main() -> None:
     for name, samples in results.items():
         p50 = pct(samples, 0.5)
         print(f"{name:22} {p50:8.1f} {pct(samples, 0.99):8.1f} {p50 / runc_p50:10.2f}x")
-    print(f"`shoal container run -d` wall time (CLI start included), {args.cli_runs} runs: "
-          f"p50 {statistics.median(cli) * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"`shoal container run -d` wall time (CLI start included), {args.cli_runs} runs: "
+        f"p50 {statistics.median(cli) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -177,6 +177,14 @@ def _follow(
                 stop.wait(POLL)
             else:
                 time.sleep(POLL)
+        # Stopped: lines written just before the stop must still be delivered.
+        if cur is None and log_path.exists():
+            cur = _open(log_path)
+        if cur:
+            for raw in _forward(cur, None):
+                if keep(e := parse_line(raw)):
+                    assert e is not None
+                    yield e
     finally:
         if cur:
             cur.close()

@@ -246,3 +246,18 @@ def read_exit(exit_file: Path) -> ExitRecord | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise Unavailable(f"exit file {exit_file}: unreadable: {e}") from None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): with the pid it names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; split after the command name, which may itself contain spaces and parentheses.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_same_process(pid: int, start_ticks: int) -> bool:
+    """True while the process `pid` that started at `start_ticks` still exists (pid reuse safe)."""
+    return pid > 0 and start_ticks > 0 and process_start_ticks(pid) == start_ticks

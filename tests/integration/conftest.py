@@ -14,7 +14,7 @@ from tests.support.registry import Registry, push_busybox
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     base = tmp_path_factory.mktemp("registry")
-    with Registry(base / "storage") as reg:
+    with Registry(base) as reg:
         push_busybox(reg, base / "seed")
         yield reg
 

@@ -83,9 +83,16 @@ def test_foreground_run_exits_with_container_code(agent: AgentProcess) -> None:
 
 def test_diff_and_commit(agent: AgentProcess) -> None:
     agent.cli(
-        "container", "run", "-d", "--name", "chg", "busybox",
-        "sh", "-c", "echo data > /newfile; rm /etc/group; echo x >> /etc/passwd; sleep 300",
-    )  # fmt: skip
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "chg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /newfile; rm /etc/group; echo x >> /etc/passwd; sleep 300",
+    )
     wait_for(lambda: "A /newfile" in agent.cli("container", "diff", "chg").stdout, what="diff")
     diff = agent.cli("container", "diff", "chg").stdout.splitlines()
     assert {"A /newfile", "D /etc/group", "C /etc/passwd", "C /etc"} <= set(diff)
@@ -128,9 +135,19 @@ def test_image_config_is_honoured(agent: AgentProcess, tmp_path: Path) -> None:
     agent.cli("container", "run", "--name", "base", "busybox", "mkdir", "-p", "/srv/app")
     agent.cli("container", "commit", "base", "cfg:1")
     out = agent.cli(
-        "container", "run", "-e", "FOO=bar", "-w", "/srv/app", "-u", "nobody", "cfg:1",
-        "sh", "-c", "echo $FOO; pwd; id -u",
-    ).stdout  # fmt: skip
+        "container",
+        "run",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/srv/app",
+        "-u",
+        "nobody",
+        "cfg:1",
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u",
+    ).stdout
     assert out.split() == ["bar", "/srv/app", "65534"]
     ep = agent.cli("container", "run", "--entrypoint", "echo", "cfg:1", "a", "b").stdout
     assert ep == "a b\n"

@@ -21,18 +21,43 @@ def state(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_memory_limit_oom_kill_is_reported(agent: AgentProcess) -> None:
-    result = agent.cli("container", "run", "--name", "hog", "--memory", "16m", "busybox",
-                       "sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done", check=False)  # fmt: skip
+    result = agent.cli(
+        "container",
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        check=False,
+    )
     assert result.returncode == 137
     s = state(agent, "hog")
     assert s["oom_killed"] is True and s["exit_code"] == 137
 
 
 def test_pids_limit_holds(agent: AgentProcess) -> None:
-    agent.cli("container", "run", "-d", "--name", "forker", "--pids-limit", "10", "busybox",
-              "sh", "-c", "for i in $(seq 1 30); do sleep 60 & done; sleep 300")  # fmt: skip
+    # busybox sh gives up when a fork fails, so the forks happen in a child shell and the
+    # container's main shell then execs (no fork) into a long sleep.
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "forker",
+        "--pids-limit",
+        "10",
+        "busybox",
+        "sh",
+        "-c",
+        "sh -c 'for i in $(seq 1 30); do sleep 60 & done'; exec sleep 300",
+    )
     wait_for(lambda: "can't fork" in agent.cli("container", "logs", "forker").stderr, what="fork failure")
-    assert agent.client().container_stats("forker").pids == 10
+    stats = agent.client().container_stats("forker")
+    assert 8 <= stats.pids <= 10, stats
 
 
 def test_security_defaults_visible_inside(agent: AgentProcess) -> None:
@@ -42,8 +67,9 @@ def test_security_defaults_visible_inside(agent: AgentProcess) -> None:
     assert fields["CapBnd"].strip() == DOCKER_DEFAULT_CAPS
     assert fields["Seccomp"].strip() == "2"
     assert fields["NoNewPrivs"].strip() == "1"
-    sysctl = agent.cli("container", "run", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname",
-                       check=False)  # fmt: skip
+    sysctl = agent.cli(
+        "container", "run", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname", check=False
+    )
     assert sysctl.returncode != 0 and "Read-only file system" in sysctl.stderr
     # a syscall on Docker's deny list fails with EPERM even for root in the container
     mount = agent.cli("container", "run", "busybox", "mount", "-t", "tmpfs", "x", "/mnt", check=False)
@@ -51,8 +77,21 @@ def test_security_defaults_visible_inside(agent: AgentProcess) -> None:
 
 
 def test_cpu_quota_and_stats(agent: AgentProcess) -> None:
-    agent.cli("container", "run", "-d", "--name", "spin", "--cpus", "0.5", "--memory", "64m", "busybox",
-              "sh", "-c", "while true; do :; done")  # fmt: skip
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "spin",
+        "--cpus",
+        "0.5",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    )
     time.sleep(2)
     stats = agent.client().container_stats("spin")
     assert 0.3 < stats.cpu_seconds < 1.6, stats  # about 0.5 CPU for 2 s
@@ -79,8 +118,17 @@ def test_logs_rotate_at_configured_size(small_log_agent: AgentProcess) -> None:
 
 
 def test_logs_follow_streams_new_lines(agent: AgentProcess) -> None:
-    agent.cli("container", "run", "-d", "--name", "stream", "busybox",
-              "sh", "-c", "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.2; done")  # fmt: skip
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "stream",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.2; done",
+    )
     follower = subprocess.Popen(
         [SHOAL, "--host", agent.host, "container", "logs", "-f", "stream"], stdout=subprocess.PIPE, text=True
     )
@@ -100,10 +148,28 @@ def test_volumes_named_bind_readonly_tmpfs(agent: AgentProcess, tmp_path: Path) 
     (binds / "in.txt").write_text("from host\n")
     # a new named volume is populated from the image's content at its path
     agent.cli("container", "run", "-v", "etcdata:/etc", "busybox", "sh", "-c", "echo added >> /etc/passwd")
-    out = agent.cli("container", "run", "-v", "etcdata:/data:ro", "busybox", "sh", "-c",
-                    "tail -1 /data/passwd; touch /data/x 2>&1 || echo ro-refused").stdout  # fmt: skip
+    out = agent.cli(
+        "container",
+        "run",
+        "-v",
+        "etcdata:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "tail -1 /data/passwd; touch /data/x 2>&1 || echo ro-refused",
+    ).stdout
     assert out.splitlines()[0] == "added" and "ro-refused" in out
-    out = agent.cli("container", "run", "-v", f"{binds}:/host", "--tmpfs", "/scratch", "busybox", "sh", "-c",
-                    "cat /host/in.txt; echo back > /host/out.txt; grep ' /scratch ' /proc/mounts").stdout  # fmt: skip
+    out = agent.cli(
+        "container",
+        "run",
+        "-v",
+        f"{binds}:/host",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /host/in.txt; echo back > /host/out.txt; grep ' /scratch ' /proc/mounts",
+    ).stdout
     assert out.startswith("from host\n") and "tmpfs" in out
     assert (binds / "out.txt").read_text() == "back\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -22,16 +23,30 @@ def log_times(agent: AgentProcess, ref: str) -> list[float]:
 
 
 def test_on_failure_restarts_exactly_max_times_with_growing_delays(agent: AgentProcess) -> None:
-    agent.cli("container", "run", "-d", "--name", "flaky", "--restart", "on-failure:3", "busybox",
-              "sh", "-c", "echo run; exit 3")  # fmt: skip
-    wait_for(lambda: state(agent, "flaky")["status"] == "exited" and state(agent, "flaky")["restart_count"] == 3,
-             timeout=15, what="three restarts")  # fmt: skip
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    )
+    wait_for(
+        lambda: state(agent, "flaky")["status"] == "exited" and state(agent, "flaky")["restart_count"] == 3,
+        timeout=15,
+        what="three restarts",
+    )
     time.sleep(1.0)  # a fourth restart would have happened by now (delay 0.8 s)
     s = state(agent, "flaky")
     assert (s["status"], s["exit_code"], s["restart_count"]) == ("exited", 3, 3)
     starts = log_times(agent, "flaky")
     assert len(starts) == 4
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.1 and gaps[0] < gaps[1] < gaps[2], gaps
 
 
@@ -39,8 +54,12 @@ def test_always_restarts_after_the_process_is_killed(agent: AgentProcess) -> Non
     agent.cli("container", "run", "-d", "--name", "keeper", "--restart", "always", "busybox", "sleep", "300")
     pid = state(agent, "keeper")["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: state(agent, "keeper")["restart_count"] == 1 and state(agent, "keeper")["status"] == "running",
-             what="restart after kill")  # fmt: skip
+    wait_for(
+        lambda: (
+            state(agent, "keeper")["restart_count"] == 1 and state(agent, "keeper")["status"] == "running"
+        ),
+        what="restart after kill",
+    )
     assert state(agent, "keeper")["pid"] != pid
 
 
@@ -57,10 +76,32 @@ def test_unless_stopped_does_not_restart_after_stop(agent: AgentProcess) -> None
 
 
 def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
-    agent.cli("container", "run", "-d", "--name", "ticker", "--restart", "always", "busybox",
-              "sh", "-c", "while true; do echo tick; sleep 0.1; done")  # fmt: skip
-    agent.cli("container", "run", "-d", "--name", "dies", "--restart", "on-failure", "busybox",
-              "sh", "-c", "sleep 1; exit 1")  # fmt: skip
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    )
+    agent.cli(
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "dies",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 1",
+    )
     before = state(agent, "ticker")
     log_file = Path(json.loads(agent.cli("container", "inspect", "ticker").stdout)["log_path"])
 
@@ -77,5 +118,9 @@ def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
     wait_for(lambda: state(agent, "dies")["restart_count"] >= 1, what="policy applied on adoption")
     # and the adopted container's policy is enforced again
     os.kill(after["pid"], signal.SIGKILL)
-    wait_for(lambda: state(agent, "ticker")["restart_count"] == 1 and state(agent, "ticker")["status"] == "running",
-             what="adopted container restarted")  # fmt: skip
+    wait_for(
+        lambda: (
+            state(agent, "ticker")["restart_count"] == 1 and state(agent, "ticker")["status"] == "running"
+        ),
+        what="adopted container restarted",
+    )

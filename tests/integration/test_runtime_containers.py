@@ -34,11 +34,6 @@ RUNC = shutil.which("runc") or "/usr/sbin/runc"
 REPO = Path(__file__).resolve().parents[2]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not Path(RUNC).exists() or not Path("/sys/fs/cgroup/memory").is_dir(),
-    reason="needs root, runc and cgroup v1",
-)
-
 
 @dataclass
 class Ctr:
@@ -113,9 +108,12 @@ class Box:
         self.started.append(ctr)
         rootfs.mount_overlay([self.lower], d / "upper", d / "work", d / "rootfs")
         inputs = OciInputs(
-            args=args, rootfs=d / "rootfs", cgroups_path=cg, hostname=cid[:12],
+            args=args,
+            rootfs=d / "rootfs",
+            cgroups_path=cg,
+            hostname=cid[:12],
             resources=resources or Resources(),
-        )  # fmt: skip
+        )
         (d / "config.json").write_text(json.dumps(build_oci_spec(inputs)))
         return ctr
 
@@ -225,8 +223,13 @@ def test_exec_kill_state_and_ps(box: Box) -> None:
     assert state is not None and state["status"] == "running" and state["pid"] == ctr.pid
     assert ctr.pid in box.runc.ps(ctr.id)
     assert ctr.id in [c["id"] for c in box.runc.list()]
-    proc = box.runc.exec_popen(ctr.id, ["sh", "-c", "echo hi $FOO; echo oops >&2; exit 5"],
-                               env={"FOO": "bar"}, cwd="/tmp", user="65534:65534")  # fmt: skip
+    proc = box.runc.exec_popen(
+        ctr.id,
+        ["sh", "-c", "echo hi $FOO; echo oops >&2; exit 5"],
+        env={"FOO": "bar"},
+        cwd="/tmp",
+        user="65534:65534",
+    )
     out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (5, b"hi bar\n", b"oops\n")
     whoami = box.runc.exec_popen(ctr.id, ["id", "-u"], user="65534:65534").communicate(timeout=10)[0]
@@ -334,8 +337,9 @@ def test_shim_survives_its_parent(box: Box) -> None:
     ctr = box.prepare(["sh", "-c", "while true; do echo tick; sleep 0.05; done"])
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, json.dumps(ctr.cfg.to_json()), str(ctr.dir)],
-        cwd=REPO, stdout=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert child.stdout is not None
         ctr.shim_pid, ctr.pid = json.loads(child.stdout.readline())

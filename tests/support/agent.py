@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from agent.client import AgentClient
+from agent.runtime.monitor import is_same_process
 from agent.runtime.rootfs import unmount
 
 VENV_BIN = Path(sys.executable).parent
@@ -95,10 +96,11 @@ class AgentProcess:
         containers = self.state_dir / "containers"
         for record in containers.glob("*/container.json") if containers.exists() else []:
             try:
-                shim_pid = json.loads(record.read_text()).get("shim_pid", 0)
+                data = json.loads(record.read_text())
             except (OSError, ValueError):
-                shim_pid = 0
-            if shim_pid and str(record.parent).encode() in _cmdline(shim_pid):
+                data = {}
+            shim_pid = data.get("shim_pid", 0)
+            if is_same_process(shim_pid, data.get("shim_start_ticks", 0)):
                 os.kill(shim_pid, signal.SIGKILL)
             cid = record.parent.name
             subprocess.run(
@@ -123,13 +125,6 @@ class AgentProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.teardown()
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def _rmdir_quiet(path: Path) -> None:

@@ -9,7 +9,7 @@ B = BackoffSettings()
 
 
 def run(policy: str, code: int, count: int = 0, stopped: bool = False, max_retries: int = 0) -> bool:
-    p = RestartPolicy(name=policy, max_retries=max_retries)  # type: ignore[arg-type]
+    p = RestartPolicy(name=policy, max_retries=max_retries)
     return decide(p, code, stopped, count, 0.5, 0.0, B).restart
 
 

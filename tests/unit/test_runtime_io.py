@@ -81,9 +81,10 @@ def test_exit_code_mapping() -> None:
 def make_rotated(path: Path) -> None:
     Path(f"{path}.2").write_text(entry("2026-01-01T00:00:01.000000000Z", "one\n"))
     Path(f"{path}.1").write_text(
-        entry("2026-01-01T00:00:02.000000000Z", "two\n", "stderr") + "garbage\n"
+        entry("2026-01-01T00:00:02.000000000Z", "two\n", "stderr")
+        + "garbage\n"
         + entry("2026-01-01T00:00:03.500000000Z", "three\n")
-    )  # fmt: skip
+    )
     path.write_text(entry("2026-01-01T00:00:04.000000000Z", "four\n") + '{"log":"part')
 
 
@@ -180,3 +181,21 @@ def test_read_exit_and_config_json(tmp_path: Path) -> None:
         "c", tmp_path, "runc", tmp_path, tmp_path / "l", 1, 2, tmp_path / "e", "", tmp_path / "p"
     )
     assert cfg.to_json()["bundle"] == str(tmp_path) and cfg.to_json()["log_max_files"] == 2
+
+
+def test_follow_delivers_lines_written_just_before_stop(tmp_path: Path) -> None:
+    # The agent sets `stop` when a container exits; its last lines may land between two polls.
+    log = tmp_path / "c.log"
+    log.write_text(entry("2026-01-01T00:00:00.000000000Z", "first\n"))
+    stop = threading.Event()
+    got: list[str] = []
+    follower = threading.Thread(
+        target=lambda: got.extend(e.line for e in read_logs(log, None, None, True, stop))
+    )
+    follower.start()
+    time.sleep(0.2)  # the follower is now waiting between polls
+    with log.open("a") as f:
+        f.write(entry("2026-01-01T00:00:01.000000000Z", "last\n"))
+    stop.set()
+    follower.join(timeout=5)
+    assert got == ["first\n", "last\n"]
