@@ -43,7 +43,7 @@ from agent.runtime import cgroups
 from agent.runtime.logs import read_logs
 from agent.runtime.monitor import (
     ShimConfig,
-    ShimPool,
+    ShimZygote,
     is_same_process,
     process_start_ticks,
     read_exit,
@@ -144,7 +144,7 @@ class Node:
         self.images = images
         self.runc = Runc(config.runc, config.runc_root)
         self.supervisor = Supervisor()
-        self.shims: ShimPool | None = None
+        self.shims: ShimZygote | None = None
         self._lock = threading.RLock()
         self._containers: dict[str, Container] = {}
         self._names: dict[str, str] = {}
@@ -156,7 +156,7 @@ class Node:
     def start(self) -> None:
         """Load every container record and adopt the monitors that are still running."""
         self.supervisor.start()
-        self.shims = ShimPool(self.config.run_dir / "shim-pool.log")
+        self.shims = ShimZygote(self.config.run_dir / "shim-zygote.log")
         for directory in sorted(self.config.containers_dir.iterdir()):
             try:
                 record = Record.model_validate_json((directory / "container.json").read_text())
@@ -267,7 +267,7 @@ class Node:
         if start:
             with c.cond:
                 try:
-                    self._start(c)
+                    self._start(c, mounted=True)
                 except ShoalError:
                     c.save()
                     raise
@@ -310,10 +310,13 @@ class Node:
         c.save()
         return c
 
-    def _start(self, c: Container) -> None:
-        """Start a new run of `c` under a fresh monitor. Caller holds `c.cond`."""
+    def _start(self, c: Container, mounted: bool = False) -> None:
+        """Start a new run of `c` under a fresh monitor. Caller holds `c.cond`.
+
+        `mounted`: the rootfs was just mounted (skips reading the mount table).
+        """
         r = c.record
-        if not is_mounted(c.rootfs):
+        if not mounted and not is_mounted(c.rootfs):
             image = self.images.get(r.image_id)
             mount_overlay(self.images.layer_dirs(image), c.dir / "upper", c.dir / "work", c.rootfs)
         spec = build_oci_spec(
@@ -351,7 +354,7 @@ class Node:
                     pid_file=c.dir / "container.pid",
                 ),
                 c.dir,
-                pool=self.shims,
+                zygote=self.shims,
             )
         except ShoalError as e:
             self.runc.delete(r.id, force=True)

@@ -158,10 +158,9 @@ def main() -> None:
         cli = bench_cli(agent, args.cli_runs)
     finally:
         agent.teardown()
-        for cg in Path("/sys/fs/cgroup").glob("*/shoalbench/*"):
-            cg.rmdir()
-        for cg in Path("/sys/fs/cgroup").glob("*/shoalbench"):
-            cg.rmdir()
+        for parent in Path("/sys/fs/cgroup").glob("*/shoalbench"):
+            for cg in [*(p for p in parent.iterdir() if p.is_dir()), parent]:
+                cg.rmdir()
         shutil.rmtree(base, ignore_errors=True)
 
     runc_p50 = pct(results["raw runc run -d"], 0.5)

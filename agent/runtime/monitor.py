@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -82,132 +83,114 @@ def _shim_log_tail(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-@dataclass(frozen=True)
-class _Spawned:
-    proc: subprocess.Popen[bytes]
-    ready_r: int
-    """Read end of the readiness pipe."""
-    cmd_w: int | None
-    """Write end of a warm shim's stdin, where its config path is sent."""
+class ShimZygote:
+    """A warm `shim.py --zygote` that forks a monitor per container.
+
+    A fresh monitor process costs an interpreter start and its imports (~25 ms of CPU here),
+    which would sit on every container start and compete with runc for the CPU. The zygote
+    exits when the agent goes away (EOF on its socket); the monitors it forked do not.
+    """
+
+    def __init__(self, log_path: Path, python: str = sys.executable) -> None:
+        self._log_path = log_path
+        self._python = python
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _ensure(self) -> socket.socket:
+        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
+            return self._sock
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with self._log_path.open("ab") as err:
+            self._proc = subprocess.Popen(
+                [self._python, "-I", "-S", str(SHIM_PATH), "--zygote", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+            )
+        theirs.close()
+        self._sock = ours
+        return ours
+
+    def request(self, cfg_path: Path, ready_w: int) -> None:
+        """Ask for a monitor of `cfg_path` that reports on `ready_w`."""
+        with self._lock:
+            try:
+                socket.send_fds(self._ensure(), [str(cfg_path).encode()], [ready_w])
+            except OSError:  # the zygote died since the last request: one more try
+                socket.send_fds(self._ensure(), [str(cfg_path).encode()], [ready_w])
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # EOF: the zygote exits
+            self._sock = None
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
 
 
-def _spawn(python: str, cfg_arg: str, stderr_path: Path, warm: bool) -> _Spawned:
-    r, w = os.pipe()
-    cmd_r, cmd_w = os.pipe() if warm else (None, None)
+def _spawn_cold(python: str, cfg_path: Path, shim_log: Path, ready_w: int) -> subprocess.Popen[bytes]:
     try:
-        with stderr_path.open("ab") as err:
-            proc = subprocess.Popen(
-                [python, "-I", "-S", str(SHIM_PATH), cfg_arg, str(w)],
-                stdin=cmd_r if cmd_r is not None else subprocess.DEVNULL,
+        with shim_log.open("ab") as err:
+            return subprocess.Popen(
+                [python, "-I", "-S", str(SHIM_PATH), str(cfg_path), str(ready_w)],
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(w,),
+                pass_fds=(ready_w,),
             )
     except OSError as e:
-        for fd in (r, cmd_w):
-            if fd is not None:
-                os.close(fd)
         raise Unavailable(f"shim: cannot start {python}: {e.strerror}") from None
-    finally:
-        os.close(w)
-        if cmd_r is not None:
-            os.close(cmd_r)
-    if cmd_w is not None:
-        os.set_inheritable(cmd_w, False)
-    return _Spawned(proc, r, cmd_w)
-
-
-class ShimPool:
-    """Shims started ahead of time, waiting for a container.
-
-    A fresh shim costs an interpreter start and its imports (≈ 20-30 ms here), which would
-    otherwise sit on every container start. Idle shims exit when the agent goes away
-    (their stdin reaches EOF), so the pool never outlives its agent.
-    """
-
-    def __init__(self, log_path: Path, size: int = 2, python: str = sys.executable) -> None:
-        self._log_path = log_path
-        self._size = size
-        self._python = python
-        self._idle: list[_Spawned] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._refill()
-
-    def take(self) -> _Spawned | None:
-        """A warm shim, or None when none is ready; a replacement starts in the background."""
-        with self._lock:
-            while self._idle:
-                spawned = self._idle.pop(0)
-                if spawned.proc.poll() is None:
-                    break
-                _close(spawned)
-            else:
-                spawned = None
-        threading.Thread(target=self._refill, name="shim-pool", daemon=True).start()
-        return spawned
-
-    def _refill(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed or len(self._idle) >= self._size:
-                    return
-            spawned = _spawn(self._python, "-", self._log_path, warm=True)
-            with self._lock:
-                self._idle.append(spawned)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for spawned in idle:
-            _close(spawned)  # EOF on its stdin: the idle shim exits
-            spawned.proc.wait()
-
-
-def _close(spawned: _Spawned) -> None:
-    for fd in (spawned.ready_r, spawned.cmd_w):
-        if fd is not None:
-            os.close(fd)
 
 
 def start_shim(
-    cfg: ShimConfig, container_dir: Path, python: str = sys.executable, pool: ShimPool | None = None
+    cfg: ShimConfig, container_dir: Path, python: str = sys.executable, zygote: ShimZygote | None = None
 ) -> ShimStarted:
-    """Write shim.json, hand it to a warm shim (or start one), wait until runc started the container."""
+    """Write shim.json, have a monitor started (forked by `zygote` when given) and wait until
+    runc has started the container."""
     cfg_path = container_dir / "shim.json"
     tmp = cfg_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cfg.to_json()))
     tmp.replace(cfg_path)
     shim_log = container_dir / "shim.log"  # the shim's own crashes; normally empty
-    spawned = pool.take() if pool else None
-    if spawned is not None and spawned.cmd_w is not None:
-        os.write(spawned.cmd_w, f"{cfg_path}\n".encode())
-        os.close(spawned.cmd_w)
-    else:
-        spawned = _spawn(python, str(cfg_path), shim_log, warm=False)
-    proc, r = spawned.proc, spawned.ready_r
+    r, w = os.pipe()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        if zygote is not None:
+            zygote.request(cfg_path, w)
+        else:
+            proc = _spawn_cold(python, cfg_path, shim_log, w)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
     try:
         line = _read_ready(r, time.monotonic() + READY_TIMEOUT)
     except TimeoutError:
-        proc.kill()
-        proc.wait()
         raise Unavailable(f"runc: container {cfg.id} did not start within {READY_TIMEOUT:.0f}s") from None
     finally:
         os.close(r)
     try:
         msg = json.loads(line)
     except ValueError:
-        proc.wait()
-        detail = _shim_log_tail(shim_log) or f"exited with {proc.returncode}"
+        if proc is not None:
+            proc.wait()
+        detail = _shim_log_tail(shim_log) or "the monitor exited before reporting"
         raise Unavailable(f"shim: {detail}") from None
     if "error" in msg:
-        proc.wait()
+        if proc is not None:
+            proc.wait()
         raise Unavailable(f"runc: {msg['error']}")
-    _children[proc.pid] = proc
-    return ShimStarted(shim_pid=proc.pid, container_pid=int(msg["pid"]))
+    if proc is not None:
+        _children[proc.pid] = proc
+    return ShimStarted(shim_pid=int(msg.get("shim", proc.pid if proc else 0)), container_pid=int(msg["pid"]))
 
 
 def reap_shim(pid: int) -> int | None:

@@ -1,10 +1,11 @@
 """Per-container monitor (like containerd-shim or conmon). STANDALONE: stdlib only.
 
-Started as `python -I -S shim.py <shim.json> [ready fd]` in its own session, it outlives the agent:
+Started as `python -I -S shim.py <shim.json> [ready fd]` in its own session, or forked from a
+`shim.py --zygote FD` process that the agent keeps warm, it outlives the agent:
 it runs `runc run -d`, becomes the container init's parent (child subreaper), copies the
 container's stdout/stderr into a Docker json-file log with rotation, and on exit records
 the exit code and OOM kill in an exit file that the agent reads (even after a restart).
-Readiness goes to fd argv[2] (default 3), one JSON line: {"pid": N} or {"error": "..."}.
+Readiness is one JSON line on the ready fd: {"pid": N, "shim": PID} or {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import select
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -185,35 +187,43 @@ def runc_message(log_path: str, fallback: str) -> str:
     return one_line(msg or fallback)
 
 
-def wait_for_handover() -> str | None:
-    """A warm shim (config path "-") blocks until the agent sends a config path on stdin.
+def zygote(sock_fd: int) -> int:
+    """Fork one monitor per request from this already-imported process.
 
-    Pre-starting shims keeps the interpreter start and imports off a container's start path.
-    EOF means the agent went away: an idle shim just exits.
+    A fresh interpreter plus imports costs ~25 ms of CPU per container; a fork costs ~1 ms.
+    Each request is a config path with the readiness pipe attached (SCM_RIGHTS). EOF means
+    the agent went away: the zygote exits, and the monitors it forked keep running.
     """
-    line = sys.stdin.readline().strip()
-    if not line:
-        return None
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    # From now on our own errors belong to this container.
-    log_fd = os.open(
-        os.path.join(os.path.dirname(line), "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
-    )
-    os.dup2(log_fd, 2)
-    os.close(devnull)
-    os.close(log_fd)
-    return line
+    sock = socket.socket(fileno=sock_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited monitors for us
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        if not msg:
+            return 0
+        if os.fork() == 0:
+            sock.close()
+            cfg_path = msg.decode()
+            # Our own errors belong to this container from now on.
+            log_fd = os.open(
+                os.path.join(os.path.dirname(cfg_path), "shim.log"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o640,
+            )
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os._exit(monitor(cfg_path, fds[0] if fds else None))
+        for fd in fds:
+            os.close(fd)
 
 
 def main() -> int:
-    ready = readiness_fd()
-    cfg_path = sys.argv[1]
-    if cfg_path == "-":
-        handed = wait_for_handover()
-        if handed is None:
-            return 0
-        cfg_path = handed
+    if sys.argv[1] == "--zygote":
+        return zygote(int(sys.argv[2]))
+    return monitor(sys.argv[1], readiness_fd())
+
+
+def monitor(cfg_path: str, ready: int | None) -> int:
     with open(cfg_path) as f:
         cfg = json.load(f)
     try:
@@ -261,7 +271,7 @@ def main() -> int:
         write_exit(cfg["exit_file"], {**record, "started_at": "", "finished_at": now_iso()})
         report(ready, {"error": msg})
         return 1
-    report(ready, {"pid": pid})
+    report(ready, {"pid": pid, "shim": os.getpid()})
 
     sel = selectors.DefaultSelector()
     streams = {out_r: "stdout", err_r: "stderr"}
