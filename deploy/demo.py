@@ -126,7 +126,8 @@ Try next (the agent keeps running; containers survive an agent restart):
   .venv/bin/shoal container logs -f ticker
   .venv/bin/shoal container stats
   .venv/bin/shoal container inspect web
-  kill -9 $(cat /run/shoal-demo/agent.pid); .venv/bin/shoal agent &   # live restore
+  kill -9 $(cat /run/shoal-demo/agent.pid)       # containers keep running; then restart the agent:
+  .venv/bin/shoal agent --default-registry $(cat /var/lib/shoal-demo/registry.host) &
   .venv/bin/shoal container run --memory 16m busybox sh -c 'x=a; while :; do x=$x$x; done'; echo $?
 Remove everything the demo made:  make demo-down
 """
