@@ -372,9 +372,12 @@ class Node:
 
     # ---- exits and restarts (supervisor thread) --------------------------------------
 
-    def _on_exit(self, cid: str) -> None:
+    def _by_id(self, cid: str) -> Container | None:
         with self._lock:
-            c = self._containers.get(cid)
+            return self._containers.get(cid)
+
+    def _on_exit(self, cid: str) -> None:
+        c = self._by_id(cid)
         if c is None:
             return
         with c.cond:
@@ -416,8 +419,7 @@ class Node:
             c.cond.notify_all()
 
     def _restart(self, cid: str) -> None:
-        with self._lock:
-            c = self._containers.get(cid)
+        c = self._by_id(cid)
         if c is None:
             return
         with c.cond:

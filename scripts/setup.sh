@@ -15,7 +15,7 @@ if ((${#missing[@]})); then
     echo "setup: installing system packages: ${missing[*]}" >&2
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The Debian packages start their services on install; Shoal starts its own instances.
 for svc in etcd docker-registry prometheus; do
