@@ -133,6 +133,7 @@ def bench_podman(base: Path, lower: Path, runs: int) -> list[float] | None:
     finally:
         subprocess.run(["podman", "rm", "-f", "-a", "-t", "0"], env=env, capture_output=True, check=False)
         subprocess.run(["podman", "rmi", "-a", "-f"], env=env, capture_output=True, check=False)
+        unmount(conf / "graph" / "overlay")  # podman bind-mounts its own graph directory
     return samples
 
 
