@@ -1,0 +1,127 @@
+"""The control plane's data: services, tasks and nodes (Swarm mode's model).
+
+Frozen pydantic models, serialised as JSON in etcd by `controller.api.keyspace`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ResourceAmounts(Model):
+    nano_cpus: int = 0
+    """CPUs * 1e9."""
+    memory_bytes: int = 0
+    pids: int = 0
+
+
+class Resources(Model):
+    limits: ResourceAmounts = ResourceAmounts()
+    reservations: ResourceAmounts = ResourceAmounts()
+    """What the scheduler sets aside on a node for each task."""
+
+
+class Placement(Model):
+    constraints: list[str] = Field(default_factory=list)
+    """`node.id|node.hostname|node.labels.X ==|!= value`."""
+    preferences: list[str] = Field(default_factory=list)
+    """`spread=node.labels.X`, applied in order."""
+    max_replicas_per_node: int = 0
+    """0 means no limit."""
+
+
+class RestartPolicy(Model):
+    """Swarm's cluster-level restart policy."""
+
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: float = 5.0
+    max_attempts: int = 0
+    """0 means unlimited."""
+    window: float = 0.0
+    """Seconds over which restarts are counted; 0 means since the service was created."""
+
+
+class PortSpec(Model):
+    target: int
+    published: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    mode: Literal["host"] = "host"
+
+
+ServiceMode = Literal["replicated", "global", "replicated-job"]
+
+
+class ServiceSpec(Model):
+    name: str
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    mode: ServiceMode = "replicated"
+    replicas: int = 1
+    """replicated: how many tasks run."""
+    total_completions: int = 1
+    """replicated-job: how many tasks must complete successfully."""
+    max_concurrent: int = 1
+    """replicated-job: how many tasks may run at once (Compose's parallelism)."""
+    resources: Resources = Resources()
+    placement: Placement = Placement()
+    restart_policy: RestartPolicy = RestartPolicy()
+    ports: list[PortSpec] = Field(default_factory=list)
+    scheduling: Literal["spread", "binpack"] = "spread"
+
+
+class Service(Model):
+    """A stored service: its spec plus the version that every write bumps."""
+
+    id: str
+    spec: ServiceSpec
+    version: int = 1
+    created_at: str
+    updated_at: str
+
+
+Availability = Literal["active", "pause", "drain"]
+
+
+class NodeInfo(Model):
+    id: str
+    hostname: str
+    address: str
+    nano_cpus: int
+    memory_bytes: int
+    labels: dict[str, str] = Field(default_factory=dict)
+    availability: Availability = "active"
+    ready: bool = True
+    """Derived from the node's liveness lease, not stored with the node."""
+
+
+TaskState = Literal[
+    "new", "pending", "assigned", "running", "complete", "failed", "shutdown", "rejected", "orphaned"
+]
+DesiredState = Literal["running", "shutdown", "complete"]
+
+
+class Task(Model):
+    id: str
+    service_id: str
+    service_name: str
+    spec_version: int
+    slot: int = 0
+    """replicated and job tasks: the slot (1..N); 0 for global tasks."""
+    node_id: str = ""
+    """Assigned node; for a global task, the node it is for from the start."""
+    desired_state: DesiredState = "running"
+    state: TaskState = "new"
+    message: str = ""
+    """Why a task is pending or failed, e.g. the scheduler's reasons."""
+    exit_code: int | None = None
+    created_at: str = ""
+    updated_at: str = ""
