@@ -460,16 +460,19 @@ class Node:
         return self._info(c)
 
     def container_kill(self, ref: str, signal: str) -> ContainerInfo:
+        """Send one signal, as `docker kill`: no grace period, no escalation."""
         c = self._get(ref)
         signum = parse_signal("--signal", signal)
         with c.cond:
             if c.state.status == "restarting":
-                self._halt(c, "SIGKILL", 0)
+                self._halt(c, "SIGKILL", 0)  # nothing runs: just cancel the pending restart
             elif c.state.status != "running":
                 raise Conflict(f"container {c.record.name} is not running")
-            elif signum in (9, parse_signal("stop signal", c.record.stop_signal)):
-                self._halt(c, signal, 0)
             else:
+                if signum in (9, parse_signal("stop signal", c.record.stop_signal)):
+                    # moby's rule: SIGKILL or the stop signal is a manual stop (no restart).
+                    c.set_state(manually_stopped=True)
+                    c.save()
                 self._signal(c, signum)
         return self._info(c)
 

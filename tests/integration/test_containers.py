@@ -151,3 +151,15 @@ def test_image_config_is_honoured(agent: AgentProcess, tmp_path: Path) -> None:
     assert out.split() == ["bar", "/srv/app", "65534"]
     ep = agent.cli("container", "run", "--entrypoint", "echo", "cfg:1", "a", "b").stdout
     assert ep == "a b\n"
+
+
+def test_kill_sends_only_the_signal(agent: AgentProcess) -> None:
+    agent.cli(
+        "container", "run", "-d", "--name", "trapper", "--restart", "always", "busybox",
+        "sh", "-c", "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.1; done",
+    )  # fmt: skip
+    agent.cli("container", "kill", "-s", "TERM", "trapper")
+    wait_for(lambda: status(agent, "trapper") == "exited", what="exit after TERM")
+    state = inspect(agent, "trapper")["state"]
+    assert state["exit_code"] == 0 and "got TERM" in agent.cli("container", "logs", "trapper").stdout
+    assert state["restart_count"] == 0, "killing with the stop signal counts as a manual stop"
