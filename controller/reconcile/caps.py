@@ -1,0 +1,71 @@
+"""Limits that span slots, computed from the records alone so a re-plan never exceeds them.
+
+Work "in flight" is read back from the tasks (an old task told to stop while its slot's
+replacement is not running yet), in the spirit of Kubernetes' expectations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from controller.api.types import Task
+
+from .context import Context
+from .plan import PlanBuilder
+from .slots import Slot
+from .task_facts import is_live, is_terminal
+
+K = TypeVar("K", int, str)
+
+
+def _replacement_pending(slot: Slot) -> bool:
+    return any(is_live(t) and t.state != "running" for t in slot.tasks)
+
+
+def moving_nodes(ctx: Context, slots: Iterable[Slot]) -> set[str]:
+    """Lost nodes whose tasks were moved and whose replacements are not running yet."""
+    nodes: set[str] = set()
+    for slot in slots:
+        if not _replacement_pending(slot):
+            continue
+        for task in slot.history:
+            if not is_terminal(task) and ctx.node_status(task) == "lost":
+                nodes.add(task.node_id)
+    return nodes
+
+
+def choose_updates(
+    ctx: Context, slots: Mapping[K, Slot], updates: list[tuple[K, Task]]
+) -> list[tuple[K, Task]]:
+    """The out-of-date tasks to replace this pass, keeping at most update_parallelism slots whose
+    new task is not running yet. Slots already in flight come first: redoing them adds none."""
+    parallelism = ctx.settings.update_parallelism
+    if parallelism <= 0:
+        return updates
+    busy = {k for k, slot in slots.items() if _replacement_pending(slot) and _was_updated(ctx, slot)}
+    again = [(k, t) for k, t in updates if k in busy]
+    fresh = [(k, t) for k, t in updates if k not in busy]
+    return again + fresh[: max(0, parallelism - len(busy))]
+
+
+def _was_updated(ctx: Context, slot: Slot) -> bool:
+    return any(t.spec_version < ctx.version for t in slot.history)
+
+
+def choose_moves(
+    ctx: Context, slots: Mapping[K, Slot], moves: list[tuple[K, Task]], plan: PlanBuilder
+) -> list[tuple[K, Task]]:
+    """The moves allowed this pass: every gone node's, and lost nodes' up to the cap, the
+    longest-down first. Holding any back asks for a later pass."""
+    lost = sorted(
+        {t.node_id for _, t in moves if ctx.node_status(t) == "lost"},
+        key=lambda n: (ctx.nodes.lost_at(n), n),
+    )
+    moving = moving_nodes(ctx, slots.values())
+    waiting = [n for n in lost if n not in moving]
+    budget = max(0, ctx.settings.max_lost_nodes_per_pass - len(moving))
+    allowed = moving | set(waiting[:budget])  # finishing a node already on the move adds none
+    if len(waiting) > budget:
+        plan.wake_at(ctx.now + ctx.settings.retry_interval)
+    return [(k, t) for k, t in moves if ctx.node_status(t) == "gone" or t.node_id in allowed]

@@ -1,0 +1,77 @@
+from controller.reconcile import ReconcileSettings
+from tests.unit.test_reconcile_world import World, make_service
+
+
+def running_world(replicas: int) -> World:
+    world = World.with_nodes(make_service(replicas=replicas), 3)
+    world.step()
+    world.schedule()
+    return world
+
+
+def test_six_replicas_create_six_tasks_in_slots_one_to_six() -> None:
+    world = World.with_nodes(make_service(replicas=6), 3)
+    plan = world.step()
+    assert sorted(t.slot for t in plan.create) == [1, 2, 3, 4, 5, 6]
+    assert all(t.state == "new" and t.desired_state == "running" and t.spec_version == 1 for t in plan.create)
+    assert not plan.shutdown and not plan.remove and plan.requeue_at is None
+    assert world.plan().is_noop
+
+
+def test_scale_up_adds_only_the_missing_slots() -> None:
+    world = running_world(6)
+    world.update_spec(bump=False, replicas=9)
+    plan = world.step()
+    assert sorted(t.slot for t in plan.create) == [7, 8, 9]
+    assert not plan.shutdown
+
+
+def test_scale_down_shuts_down_the_highest_slots() -> None:
+    world = running_world(6)
+    by_slot = {t.slot: t.id for t in world.live()}
+    world.update_spec(bump=False, replicas=2)
+    plan = world.step()
+    assert sorted(plan.shutdown) == sorted(by_slot[s] for s in (3, 4, 5, 6))
+    assert not plan.create
+    assert world.slots() == [1, 2]
+    world.confirm_stops()
+    # Records of slots that no longer exist go once their tasks have stopped.
+    assert sorted(world.step().remove) == sorted(by_slot[s] for s in (3, 4, 5, 6))
+    assert world.plan().is_noop
+
+
+def test_version_bump_replaces_every_task_in_its_slot() -> None:
+    world = running_world(3)
+    old = {t.id for t in world.live()}
+    world.update_spec(image="busybox:2")
+    plan = world.step()
+    assert set(plan.shutdown) == old
+    assert sorted(t.slot for t in plan.create) == [1, 2, 3]
+    assert all(t.spec_version == 2 for t in plan.create)
+    assert world.plan().is_noop
+
+
+def test_update_parallelism_limits_replacements_in_flight() -> None:
+    world = running_world(4)
+    world.settings = ReconcileSettings(update_parallelism=1)
+    world.update_spec(image="busybox:2")
+    for _ in range(4):
+        plan = world.step()
+        assert len(plan.create) == 1 and len(plan.shutdown) == 1
+        assert world.plan().is_noop  # the replacement is not running yet
+        world.schedule()
+        world.confirm_stops()
+    assert world.step().is_noop
+    assert all(t.spec_version == 2 for t in world.live())
+
+
+def test_history_is_bounded_per_slot() -> None:
+    world = running_world(1)
+    for _ in range(8):
+        world.update_spec(image="busybox:x")
+        world.step()
+        world.schedule()
+        world.confirm_stops()
+    world.step()
+    assert len(world.tasks) == 1 + ReconcileSettings().task_history_limit
+    assert world.plan().is_noop
