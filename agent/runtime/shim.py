@@ -188,33 +188,47 @@ def runc_message(log_path: str, fallback: str) -> str:
 
 
 def zygote(sock_fd: int) -> int:
-    """Fork one monitor per request from this already-imported process.
+    """Keep one monitor forked ahead of time, waiting for the next container.
 
-    A fresh interpreter plus imports costs ~25 ms of CPU per container; a fork costs ~1 ms.
-    Each request is a config path with the readiness pipe attached (SCM_RIGHTS). EOF means
-    the agent went away: the zygote exits, and the monitors it forked keep running.
+    A fresh interpreter plus imports costs ~25 ms of CPU per container; here a monitor is a
+    fork, made before it is needed. The waiting child receives the next request itself (a
+    config path with the readiness pipe attached, SCM_RIGHTS), tells the zygote it was taken,
+    and the zygote forks the next one. EOF on the socket means the agent went away: the
+    waiting child and the zygote exit; monitors already running keep running.
     """
     sock = socket.socket(fileno=sock_fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited monitors for us
+    taken_r, taken_w = os.pipe()
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 4096, 1)
-        if not msg:
-            return 0
-        if os.fork() == 0:
-            sock.close()
-            cfg_path = msg.decode()
-            # Our own errors belong to this container from now on.
-            log_fd = os.open(
-                os.path.join(os.path.dirname(cfg_path), "shim.log"),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o640,
-            )
-            os.dup2(log_fd, 2)
-            os.close(log_fd)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os._exit(monitor(cfg_path, fds[0] if fds else None))
-        for fd in fds:
-            os.close(fd)
+        pid = os.fork()
+        if pid == 0:
+            os.close(taken_r)
+            os._exit(waiting_monitor(sock, taken_w))
+        pidfd = os.pidfd_open(pid)
+        ready, _, _ = select.select([taken_r, pidfd], [], [])
+        os.close(pidfd)
+        if taken_r not in ready or os.read(taken_r, 1) != b"1":
+            return 0  # the agent went away (or the waiting child died): stop forking
+
+
+def waiting_monitor(sock: socket.socket, taken_w: int) -> int:
+    """A pre-forked child: set up what does not depend on the container, then take one request."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    msg, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    os.write(taken_w, b"1" if msg else b"0")
+    os.close(taken_w)
+    sock.close()
+    if not msg:
+        return 0
+    cfg_path = msg.decode()
+    # Our own errors belong to this container from now on.
+    log_fd = os.open(
+        os.path.join(os.path.dirname(cfg_path), "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
+    )
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    return monitor(cfg_path, fds[0] if fds else None)
 
 
 def main() -> int:
