@@ -57,16 +57,37 @@ def agent(
     cgroup_parent: Annotated[
         str, typer.Option("--cgroup-parent", metavar="NAME", help="cgroup under which containers are placed.")
     ] = "shoal",
+    restart_delay: Annotated[
+        float, typer.Option("--restart-delay", metavar="SECONDS", help="Delay before the first restart.")
+    ] = 0.1,
+    restart_factor: Annotated[
+        float, typer.Option("--restart-factor", metavar="X", help="Delay multiplier per quick restart.")
+    ] = 2.0,
+    restart_max_delay: Annotated[
+        float, typer.Option("--restart-max-delay", metavar="SECONDS", help="Largest restart delay.")
+    ] = 60.0,
+    restart_reset_after: Annotated[
+        float,
+        typer.Option("--restart-reset-after", metavar="SECONDS", help="A run this long resets the delay."),
+    ] = 10.0,
 ) -> None:
     """Run the node agent in the foreground until SIGTERM or Ctrl-C.
 
     Its API socket is RUN_DIR/agent.sock (--host does not apply here).
     """
-    from agent.config import AgentConfig
+    from agent.config import AgentConfig, BackoffSettings
     from agent.models import parse_size, validate_name
 
     if log_max_files < 1:
         raise invalid("--log-max-files", log_max_files, "must be at least 1")
+    if not restart_delay > 0:
+        raise invalid("--restart-delay", restart_delay, "must be greater than zero")
+    if restart_factor < 1:
+        raise invalid("--restart-factor", restart_factor, "must be at least 1")
+    if restart_max_delay < restart_delay:
+        raise invalid("--restart-max-delay", restart_max_delay, "must be at least --restart-delay")
+    if restart_reset_after < 0:
+        raise invalid("--restart-reset-after", restart_reset_after, "must not be negative")
     validate_name("--cgroup-parent", cgroup_parent)
     config = AgentConfig(
         state_dir=Path(absolute(state_dir)),
@@ -80,6 +101,7 @@ def agent(
         allowed_cap_add=frozenset(c.upper().removeprefix("CAP_") for c in allow_cap_add or []),
         log_max_size=parse_size("--log-max-size", log_max_size),
         log_max_files=log_max_files,
+        backoff=BackoffSettings(restart_delay, restart_factor, restart_max_delay, restart_reset_after),
     )
     # Imported here: the daemon pulls in the whole runtime, which no client command needs.
     daemon = importlib.import_module("agent.daemon")

@@ -11,10 +11,16 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.support.agent import AgentProcess, wait_for
+from tests.support.registry import Registry
 
 
 def state(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
     return json.loads(agent.cli("container", "inspect", ref).stdout)["state"]  # type: ignore[no-any-return]
+
+
+def reached(agent: AgentProcess, ref: str, status: str, restarts: int) -> bool:
+    s = state(agent, ref)
+    return bool(s["status"] == status and s["restart_count"] == restarts)
 
 
 def log_times(agent: AgentProcess, ref: str) -> list[float]:
@@ -37,7 +43,7 @@ def test_on_failure_restarts_exactly_max_times_with_growing_delays(agent: AgentP
         "echo run; exit 3",
     )
     wait_for(
-        lambda: state(agent, "flaky")["status"] == "exited" and state(agent, "flaky")["restart_count"] == 3,
+        lambda: reached(agent, "flaky", "exited", 3),
         timeout=15,
         what="three restarts",
     )
@@ -55,9 +61,7 @@ def test_always_restarts_after_the_process_is_killed(agent: AgentProcess) -> Non
     pid = state(agent, "keeper")["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(
-        lambda: (
-            state(agent, "keeper")["restart_count"] == 1 and state(agent, "keeper")["status"] == "running"
-        ),
+        lambda: reached(agent, "keeper", "running", 1),
         what="restart after kill",
     )
     assert state(agent, "keeper")["pid"] != pid
@@ -119,8 +123,27 @@ def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
     # and the adopted container's policy is enforced again
     os.kill(after["pid"], signal.SIGKILL)
     wait_for(
-        lambda: (
-            state(agent, "ticker")["restart_count"] == 1 and state(agent, "ticker")["status"] == "running"
-        ),
+        lambda: reached(agent, "ticker", "running", 1),
         what="adopted container restarted",
     )
+
+
+def test_backoff_is_configurable_on_the_agent(tmp_path: Path, registry: Registry) -> None:
+    flags = ["--restart-delay", "0.5", "--restart-factor", "1"]
+    with AgentProcess(tmp_path, registry.host, flags) as agent:
+        agent.cli(
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "steady",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "echo run; exit 1",
+        )
+        wait_for(lambda: reached(agent, "steady", "exited", 2), timeout=15, what="two restarts")
+        gaps = [b - a for a, b in itertools.pairwise(log_times(agent, "steady"))]
+        assert len(gaps) == 2 and all(0.5 <= g < 1.5 for g in gaps), gaps

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, BackoffSettings
 from tests.unit.test_api_roundtrip import Served, serve_fake
 from tests.unit.test_cli_container import one_error_line, shoal
 
@@ -93,6 +93,14 @@ def test_agent_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
         "3",
         "--cgroup-parent",
         "shoaltest",
+        "--restart-delay",
+        "0.5",
+        "--restart-factor",
+        "3",
+        "--restart-max-delay",
+        "30",
+        "--restart-reset-after",
+        "5",
     )
     assert result.exit_code == 0, result.output
     [config] = seen
@@ -103,6 +111,7 @@ def test_agent_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert config.allowed_cap_add == frozenset({"NET_ADMIN"})
     assert (config.log_max_size, config.log_max_files, config.cgroup_parent) == (4096, 3, "shoaltest")
     assert (config.runc, config.default_registry) == ("/usr/bin/runc", "127.0.0.1:5000")
+    assert config.backoff == BackoffSettings(initial=0.5, factor=3, cap=30, reset_after=5)
 
     defaults = shoal("unix:///unused", "agent")
     assert defaults.exit_code == 0 and seen[1] == AgentConfig()
@@ -110,7 +119,14 @@ def test_agent_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_bad_agent_flags_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("agent.daemon.run", lambda config: pytest.fail("the daemon must not start"))
-    for flags in (["--log-max-size", "lots"], ["--log-max-files", "0"], ["--cgroup-parent", "../escape"]):
+    for flags in (
+        ["--log-max-size", "lots"],
+        ["--log-max-files", "0"],
+        ["--cgroup-parent", "../escape"],
+        ["--restart-delay", "0"],
+        ["--restart-factor", "0.5"],
+        ["--restart-max-delay", "0.01"],
+    ):
         result = shoal("unix:///unused", "agent", *flags)
         assert result.exit_code == 3, (flags, result.output)
         one_error_line(result)
