@@ -13,11 +13,11 @@ import os
 import secrets
 import selectors
 import shutil
-import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from signal import SIGKILL
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,12 +42,12 @@ from agent.restart import decide
 from agent.runtime import cgroups
 from agent.runtime.logs import read_logs
 from agent.runtime.monitor import (
+    ExitRecord,
     ShimConfig,
     ShimZygote,
     is_same_process,
     process_start_ticks,
     read_exit,
-    reap_shim,
     start_shim,
 )
 from agent.runtime.rootfs import is_mounted, mount_overlay, unmount
@@ -144,7 +144,7 @@ class Node:
         self.images = images
         self.runc = Runc(config.runc, config.runc_root)
         self.supervisor = Supervisor()
-        self.shims: ShimZygote | None = None
+        self.shims = ShimZygote(config.run_dir / "shim-zygote.log")  # spawned on first use
         self._lock = threading.RLock()
         self._containers: dict[str, Container] = {}
         self._names: dict[str, str] = {}
@@ -156,7 +156,6 @@ class Node:
     def start(self) -> None:
         """Load every container record and adopt the monitors that are still running."""
         self.supervisor.start()
-        self.shims = ShimZygote(self.config.run_dir / "shim-zygote.log")
         for directory in sorted(self.config.containers_dir.iterdir()):
             try:
                 record = Record.model_validate_json((directory / "container.json").read_text())
@@ -171,8 +170,7 @@ class Node:
     def close(self) -> None:
         """Stop supervising; containers keep running (live restore)."""
         self.supervisor.stop()
-        if self.shims:
-            self.shims.close()
+        self.shims.close()
 
     def _adopt(self, c: Container) -> None:
         status = c.state.status
@@ -354,7 +352,7 @@ class Node:
                     pid_file=c.dir / "container.pid",
                 ),
                 c.dir,
-                zygote=self.shims,
+                self.shims,
             )
         except ShoalError as e:
             self.runc.delete(r.id, force=True)
@@ -383,20 +381,19 @@ class Node:
         with c.cond:
             if c.state.status != "running":
                 return
-            reap_shim(c.record.shim_pid)
             exit_rec = read_exit(c.exit_file)
-            finished = exit_rec.finished_at if exit_rec else _now()
             if exit_rec is None:
                 # The monitor died without recording an exit: make sure nothing is left running.
                 self.runc.kill(c.id, "KILL", all=True)
                 self.runc.delete(c.id, force=True)
+                exit_rec = ExitRecord(255, False, "", _now(), "the container monitor died unexpectedly")
             c.set_state(
                 status="exited",
                 pid=0,
-                exit_code=exit_rec.exit_code if exit_rec else 255,
-                oom_killed=exit_rec.oom_killed if exit_rec else False,
-                error=(exit_rec.error if exit_rec else "the container monitor died unexpectedly"),
-                finished_at=finished,
+                exit_code=exit_rec.exit_code,
+                oom_killed=exit_rec.oom_killed,
+                error=exit_rec.error,
+                finished_at=exit_rec.finished_at,
             )
             s = c.state
             decision = decide(
@@ -404,7 +401,7 @@ class Node:
                 s.exit_code,
                 s.manually_stopped,
                 s.restart_count,
-                max(0.0, _parse_time(finished) - _parse_time(s.started_at)),
+                max(0.0, _parse_time(s.finished_at) - _parse_time(s.started_at)),
                 c.record.last_delay,
                 self.config.backoff,
             )
@@ -469,7 +466,7 @@ class Node:
             elif c.state.status != "running":
                 raise Conflict(f"container {c.record.name} is not running")
             else:
-                if signum in (9, parse_signal("stop signal", c.record.stop_signal)):
+                if signum in (SIGKILL, parse_signal("stop signal", c.record.stop_signal)):
                     # moby's rule: SIGKILL or the stop signal is a manual stop (no restart).
                     c.set_state(manually_stopped=True)
                     c.save()
@@ -491,7 +488,7 @@ class Node:
                 return
             self._signal(c, parse_signal("stop signal", sig))
             if not c.cond.wait_for(lambda: c.state.status != "running", timeout=grace):
-                self._signal(c, signal.SIGKILL, all=True)
+                self._signal(c, SIGKILL, all=True)
                 if not c.cond.wait_for(lambda: c.state.status != "running", timeout=10):
                     raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
 

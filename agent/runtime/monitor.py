@@ -1,7 +1,7 @@
 """Start a container through its shim (shim.py) and read what the shim records.
 
 The shim is a separate stdlib-only process so containers survive agent restarts; the
-agent keeps only the shim's pid (watch it with a pidfd) and the exit file path.
+agent keeps only the shim's pid and start time (watch it with a pidfd) and the exit file path.
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.errors import NotFound, Unavailable
+from agent.errors import Unavailable
 
 SHIM_PATH = Path(__file__).with_name("shim.py")
 READY_TIMEOUT = 30.0
-
-# Popen objects of shims we started: holding them keeps subprocess from reaping the shim
-# behind our back (it reaps dropped Popen objects on the next Popen call).
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -133,39 +129,16 @@ class ShimZygote:
             self._proc = None
 
 
-def _spawn_cold(python: str, cfg_path: Path, shim_log: Path, ready_w: int) -> subprocess.Popen[bytes]:
-    try:
-        with shim_log.open("ab") as err:
-            return subprocess.Popen(
-                [python, "-I", "-S", str(SHIM_PATH), str(cfg_path), str(ready_w)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(ready_w,),
-            )
-    except OSError as e:
-        raise Unavailable(f"shim: cannot start {python}: {e.strerror}") from None
-
-
-def start_shim(
-    cfg: ShimConfig, container_dir: Path, python: str = sys.executable, zygote: ShimZygote | None = None
-) -> ShimStarted:
-    """Write shim.json, have a monitor started (forked by `zygote` when given) and wait until
-    runc has started the container."""
+def start_shim(cfg: ShimConfig, container_dir: Path, zygote: ShimZygote) -> ShimStarted:
+    """Write shim.json, have `zygote` hand it to a monitor and wait until runc started the container."""
     cfg_path = container_dir / "shim.json"
     tmp = cfg_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cfg.to_json()))
     tmp.replace(cfg_path)
     shim_log = container_dir / "shim.log"  # the shim's own crashes; normally empty
     r, w = os.pipe()
-    proc: subprocess.Popen[bytes] | None = None
     try:
-        if zygote is not None:
-            zygote.request(cfg_path, w)
-        else:
-            proc = _spawn_cold(python, cfg_path, shim_log, w)
+        zygote.request(cfg_path, w)
     except BaseException:
         os.close(r)
         raise
@@ -180,38 +153,11 @@ def start_shim(
     try:
         msg = json.loads(line)
     except ValueError:
-        if proc is not None:
-            proc.wait()
         detail = _shim_log_tail(shim_log) or "the monitor exited before reporting"
         raise Unavailable(f"shim: {detail}") from None
     if "error" in msg:
-        if proc is not None:
-            proc.wait()
         raise Unavailable(f"runc: {msg['error']}")
-    if proc is not None:
-        _children[proc.pid] = proc
-    return ShimStarted(shim_pid=int(msg.get("shim", proc.pid if proc else 0)), container_pid=int(msg["pid"]))
-
-
-def reap_shim(pid: int) -> int | None:
-    """Collect an exited shim started by this process (so it leaves no zombie).
-
-    Returns the shim's exit status, or None while it runs or if it is not our child
-    (an agent restarted since: init reaps it then).
-    """
-    proc = _children.get(pid)
-    if proc is None or proc.poll() is None:
-        return None
-    del _children[pid]
-    return proc.returncode
-
-
-def pidfd_open(pid: int) -> int:
-    """A pidfd that becomes readable when `pid` exits (poll it with select/asyncio)."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        raise NotFound(f"shim pid {pid} not found: it has exited") from None
+    return ShimStarted(shim_pid=int(msg["shim"]), container_pid=int(msg["pid"]))
 
 
 def read_exit(exit_file: Path) -> ExitRecord | None:

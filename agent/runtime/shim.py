@@ -1,7 +1,7 @@
 """Per-container monitor (like containerd-shim or conmon). STANDALONE: stdlib only.
 
-Started as `python -I -S shim.py <shim.json> [ready fd]` in its own session, or forked from a
-`shim.py --zygote FD` process that the agent keeps warm, it outlives the agent:
+Forked (in its own session) from a `python -I -S shim.py --zygote FD` process that the agent
+keeps warm, it outlives the agent:
 it runs `runc run -d`, becomes the container init's parent (child subreaper), copies the
 container's stdout/stderr into a Docker json-file log with rotation, and on exit records
 the exit code and OOM kill in an exit file that the agent reads (even after a restart).
@@ -85,16 +85,6 @@ class LogFile:
         if self.partial[stream]:
             self.write_line(stream, self.partial[stream])
             self.partial[stream] = b""
-
-
-def readiness_fd() -> int | None:
-    """argv[2] (default 3) if it is open: checked before we open anything that could reuse it."""
-    fd = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    try:
-        os.fstat(fd)
-        return fd
-    except OSError:
-        return None
 
 
 def run_bounded(cmd: list[str], out: int, err: int, timeout: float) -> int:
@@ -232,9 +222,10 @@ def waiting_monitor(sock: socket.socket, taken_w: int) -> int:
 
 
 def main() -> int:
-    if sys.argv[1] == "--zygote":
-        return zygote(int(sys.argv[2]))
-    return monitor(sys.argv[1], readiness_fd())
+    if len(sys.argv) != 3 or sys.argv[1] != "--zygote":
+        sys.stderr.write("usage: shim.py --zygote SOCKET_FD (started by the agent)\n")
+        return 2
+    return zygote(int(sys.argv[2]))
 
 
 def monitor(cfg_path: str, ready: int | None) -> int:

@@ -9,15 +9,6 @@ from pathlib import Path
 from tests.support.agent import AgentProcess, wait_for
 
 
-def inspect(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
-    data = json.loads(agent.cli("container", "inspect", ref).stdout)
-    return data[0] if isinstance(data, list) else data  # type: ignore[no-any-return]
-
-
-def status(agent: AgentProcess, ref: str) -> str:
-    return str(inspect(agent, ref)["state"]["status"])
-
-
 def test_run_logs_inspect_stop_rm(agent: AgentProcess) -> None:
     cid = agent.cli(
         "container",
@@ -35,7 +26,7 @@ def test_run_logs_inspect_stop_rm(agent: AgentProcess) -> None:
     logs = agent.cli("container", "logs", "web")
     assert logs.stdout == "hello\n" and logs.stderr == "oops\n"
 
-    info = inspect(agent, "web")
+    info = agent.inspect("web")
     assert info["state"]["status"] == "running"
     pid = info["state"]["pid"]
     assert Path(f"/proc/{pid}").exists()
@@ -45,7 +36,7 @@ def test_run_logs_inspect_stop_rm(agent: AgentProcess) -> None:
 
     # sh as pid 1 ignores SIGTERM, so stop escalates to SIGKILL after the grace period.
     agent.cli("container", "stop", "-t", "1", "web")
-    info = inspect(agent, "web")
+    info = agent.inspect("web")
     assert info["state"]["status"] == "exited" and info["state"]["exit_code"] == 137
     assert not Path(f"/proc/{pid}").exists()
     assert "web" not in agent.cli("container", "ps").stdout
@@ -126,7 +117,7 @@ def test_bad_input_is_refused_and_leaves_nothing(agent: AgentProcess, tmp_path: 
     assert dup.returncode == 1 and "already in use" in dup.stderr
     down = agent.cli("image", "pull", "127.0.0.1:1/busybox:latest", check=False)
     assert down.returncode == 1 and "unreachable" in down.stderr
-    assert agent.cli("container", "ps", "-a", "-q").stdout.split() == [inspect(agent, "taken")["id"][:12]]
+    assert agent.cli("container", "ps", "-a", "-q").stdout.split() == [agent.inspect("taken")["id"][:12]]
     assert len(os.listdir(agent.state_dir / "containers")) == 1
 
 
@@ -159,7 +150,7 @@ def test_kill_sends_only_the_signal(agent: AgentProcess) -> None:
         "sh", "-c", "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.1; done",
     )  # fmt: skip
     agent.cli("container", "kill", "-s", "TERM", "trapper")
-    wait_for(lambda: status(agent, "trapper") == "exited", what="exit after TERM")
-    state = inspect(agent, "trapper")["state"]
+    wait_for(lambda: agent.state("trapper")["status"] == "exited", what="exit after TERM")
+    state = agent.inspect("trapper")["state"]
     assert state["exit_code"] == 0 and "got TERM" in agent.cli("container", "logs", "trapper").stdout
     assert state["restart_count"] == 0, "killing with the stop signal counts as a manual stop"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,10 +13,6 @@ from tests.support.agent import SHOAL, AgentProcess, wait_for
 from tests.support.registry import Registry
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
-
-
-def state(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(agent.cli("container", "inspect", ref).stdout)["state"]  # type: ignore[no-any-return]
 
 
 def test_memory_limit_oom_kill_is_reported(agent: AgentProcess) -> None:
@@ -35,7 +30,7 @@ def test_memory_limit_oom_kill_is_reported(agent: AgentProcess) -> None:
         check=False,
     )
     assert result.returncode == 137
-    s = state(agent, "hog")
+    s = agent.state("hog")
     assert s["oom_killed"] is True and s["exit_code"] == 137
 
 
@@ -108,7 +103,7 @@ def small_log_agent(tmp_path: Path, registry: Registry) -> Iterator[AgentProcess
 def test_logs_rotate_at_configured_size(small_log_agent: AgentProcess) -> None:
     a = small_log_agent
     a.cli("container", "run", "--name", "chatty", "busybox", "sh", "-c", "seq 1 2000")
-    log_path = Path(json.loads(a.cli("container", "inspect", "chatty").stdout)["log_path"])
+    log_path = Path(a.inspect("chatty")["log_path"])
     files = sorted(p.name for p in log_path.parent.iterdir())
     assert files == ["container.log", "container.log.1", "container.log.2"]
     assert all(p.stat().st_size <= 4096 + 200 for p in log_path.parent.iterdir())

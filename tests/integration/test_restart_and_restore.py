@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import time
@@ -14,12 +13,8 @@ from tests.support.agent import AgentProcess, wait_for
 from tests.support.registry import Registry
 
 
-def state(agent: AgentProcess, ref: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(agent.cli("container", "inspect", ref).stdout)["state"]  # type: ignore[no-any-return]
-
-
 def reached(agent: AgentProcess, ref: str, status: str, restarts: int) -> bool:
-    s = state(agent, ref)
+    s = agent.state(ref)
     return bool(s["status"] == status and s["restart_count"] == restarts)
 
 
@@ -48,7 +43,7 @@ def test_on_failure_restarts_exactly_max_times_with_growing_delays(agent: AgentP
         what="three restarts",
     )
     time.sleep(1.0)  # a fourth restart would have happened by now (delay 0.8 s)
-    s = state(agent, "flaky")
+    s = agent.state("flaky")
     assert (s["status"], s["exit_code"], s["restart_count"]) == ("exited", 3, 3)
     starts = log_times(agent, "flaky")
     assert len(starts) == 4
@@ -58,13 +53,13 @@ def test_on_failure_restarts_exactly_max_times_with_growing_delays(agent: AgentP
 
 def test_always_restarts_after_the_process_is_killed(agent: AgentProcess) -> None:
     agent.cli("container", "run", "-d", "--name", "keeper", "--restart", "always", "busybox", "sleep", "300")
-    pid = state(agent, "keeper")["pid"]
+    pid = agent.state("keeper")["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: reached(agent, "keeper", "running", 1),
         what="restart after kill",
     )
-    assert state(agent, "keeper")["pid"] != pid
+    assert agent.state("keeper")["pid"] != pid
 
 
 def test_unless_stopped_does_not_restart_after_stop(agent: AgentProcess) -> None:
@@ -73,10 +68,10 @@ def test_unless_stopped_does_not_restart_after_stop(agent: AgentProcess) -> None
     )
     agent.cli("container", "stop", "-t", "0", "us")
     time.sleep(0.5)
-    s = state(agent, "us")
+    s = agent.state("us")
     assert s["status"] == "exited" and s["restart_count"] == 0
     agent.cli("container", "start", "us")
-    assert state(agent, "us")["status"] == "running"
+    assert agent.state("us")["status"] == "running"
 
 
 def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
@@ -106,8 +101,8 @@ def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
         "-c",
         "sleep 1; exit 1",
     )
-    before = state(agent, "ticker")
-    log_file = Path(json.loads(agent.cli("container", "inspect", "ticker").stdout)["log_path"])
+    before = agent.state("ticker")
+    log_file = Path(agent.inspect("ticker")["log_path"])
 
     agent.kill9()
     lines_at_kill = log_file.read_text().count("tick")
@@ -116,10 +111,10 @@ def test_live_restore_after_agent_kill9(agent: AgentProcess) -> None:
     assert log_file.read_text().count("tick") > lines_at_kill, "logs keep flowing without the agent"
 
     agent.start()
-    after = state(agent, "ticker")
+    after = agent.state("ticker")
     assert after["status"] == "running" and after["pid"] == before["pid"]
     assert "ticker" in agent.cli("container", "ps").stdout
-    wait_for(lambda: state(agent, "dies")["restart_count"] >= 1, what="policy applied on adoption")
+    wait_for(lambda: agent.state("dies")["restart_count"] >= 1, what="policy applied on adoption")
     # and the adopted container's policy is enforced again
     os.kill(after["pid"], signal.SIGKILL)
     wait_for(

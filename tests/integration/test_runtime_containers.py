@@ -42,6 +42,7 @@ class Ctr:
     cfg: monitor.ShimConfig
     cgroups_path: str
     shim_pid: int = 0
+    shim_ticks: int = 0
     pid: int = 0
 
     @property
@@ -75,6 +76,7 @@ class Box:
 
     def __post_init__(self) -> None:
         self.runc = Runc(RUNC, self.tmp / "runc")
+        self.zygote = monitor.ShimZygote(self.tmp / "zygote.log")
 
     def prepare(
         self,
@@ -119,43 +121,32 @@ class Box:
 
     def start(self, args: Sequence[str], **kw: object) -> Ctr:
         ctr = self.prepare(args, **kw)  # type: ignore[arg-type]
-        started = monitor.start_shim(ctr.cfg, ctr.dir)
+        started = monitor.start_shim(ctr.cfg, ctr.dir, self.zygote)
         ctr.shim_pid, ctr.pid = started.shim_pid, started.container_pid
+        ctr.shim_ticks = monitor.process_start_ticks(ctr.shim_pid) or 0
         return ctr
 
     def cleanup(self) -> None:
         for ctr in self.started:
             self.runc.delete(ctr.id, force=True)
             if ctr.shim_pid:
-                _stop_shim(ctr.shim_pid, ctr.dir / "shim.json")
+                _stop_shim(ctr.shim_pid, ctr.shim_ticks)
             rootfs.unmount(ctr.dir / "rootfs")
         for parent in Path("/sys/fs/cgroup").glob(f"*/shoal-test-{self.tag}"):
             for child in parent.iterdir():
                 if child.is_dir():
                     child.rmdir()
             parent.rmdir()
+        self.zygote.close()
 
 
-def _stop_shim(pid: int, shim_json: Path) -> None:
+def _stop_shim(pid: int, ticks: int) -> None:
     """Give our shim 2 s to finish on its own, then SIGKILL it (only if the pid is still it)."""
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        if monitor.reap_shim(pid) is not None or not _is_our_shim(pid, shim_json):
-            return
+    while time.monotonic() < deadline and monitor.is_same_process(pid, ticks):
         time.sleep(0.02)
-    if _is_our_shim(pid, shim_json):
+    if monitor.is_same_process(pid, ticks):
         os.kill(pid, signal.SIGKILL)
-    time.sleep(0.05)
-    monitor.reap_shim(pid)
-
-
-def _is_our_shim(pid: int, shim_json: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return str(shim_json).encode() in cmdline and state != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +245,7 @@ def test_runc_unknown_container(box: Box) -> None:
 def test_start_failure_is_reported(box: Box) -> None:
     ctr = box.prepare(["/no/such/binary"])
     with pytest.raises(Unavailable) as exc:
-        monitor.start_shim(ctr.cfg, ctr.dir)
+        monitor.start_shim(ctr.cfg, ctr.dir, box.zygote)
     msg = str(exc.value)
     assert msg.startswith("runc: ") and "\n" not in msg and "/no/such/binary" in msg
     rec = monitor.read_exit(ctr.cfg.exit_file)
@@ -315,8 +306,9 @@ def test_follow_streams_across_rotation(box: Box) -> None:
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    started = monitor.start_shim(ctr.cfg, ctr.dir)
+    started = monitor.start_shim(ctr.cfg, ctr.dir, box.zygote)
     ctr.shim_pid = started.shim_pid
+    ctr.shim_ticks = monitor.process_start_ticks(ctr.shim_pid) or 0
     t.join(timeout=15)
     stop.set()
     assert got == [f"line{i}\n" for i in range(40)]
@@ -326,8 +318,9 @@ def test_follow_streams_across_rotation(box: Box) -> None:
 _CHILD = """
 import json, sys, time
 from pathlib import Path
-from agent.runtime.monitor import ShimConfig, start_shim
-s = start_shim(ShimConfig(**json.loads(sys.argv[1])), Path(sys.argv[2]))
+from agent.runtime.monitor import ShimConfig, ShimZygote, start_shim
+zygote = ShimZygote(Path(sys.argv[2]) / "zygote.log")
+s = start_shim(ShimConfig(**json.loads(sys.argv[1])), Path(sys.argv[2]), zygote)
 print(json.dumps([s.shim_pid, s.container_pid]), flush=True)
 time.sleep(60)
 """
@@ -343,10 +336,11 @@ def test_shim_survives_its_parent(box: Box) -> None:
     try:
         assert child.stdout is not None
         ctr.shim_pid, ctr.pid = json.loads(child.stdout.readline())
+        ctr.shim_ticks = monitor.process_start_ticks(ctr.shim_pid) or 0
     finally:
-        child.kill()  # SIGKILL: the agent dies without any cleanup
+        child.kill()  # SIGKILL: the agent (and so its zygote's socket) dies without any cleanup
         child.wait()
-    assert _is_our_shim(ctr.shim_pid, ctr.dir / "shim.json")
+    assert monitor.is_same_process(ctr.shim_pid, ctr.shim_ticks)
     state = box.runc.state(ctr.id)
     assert state is not None and state["status"] == "running"
     before = len(ctr.entries())

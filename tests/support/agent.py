@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from agent.client import AgentClient
 from agent.runtime.monitor import is_same_process
@@ -88,6 +89,15 @@ class AgentProcess:
         if check and result.returncode != 0:
             raise AssertionError(f"shoal {' '.join(args)} exited {result.returncode}: {result.stderr}")
         return result
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """`shoal container inspect REF`, parsed, as a user's script would read it."""
+        info: dict[str, Any] = json.loads(self.cli("container", "inspect", ref).stdout)
+        return info
+
+    def state(self, ref: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.inspect(ref)["state"]
+        return state
 
     def teardown(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
