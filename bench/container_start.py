@@ -133,8 +133,18 @@ def bench_podman(base: Path, lower: Path, runs: int) -> list[float] | None:
     finally:
         subprocess.run(["podman", "rm", "-f", "-a", "-t", "0"], env=env, capture_output=True, check=False)
         subprocess.run(["podman", "rmi", "-a", "-f"], env=env, capture_output=True, check=False)
-        unmount(conf / "graph" / "overlay")  # podman bind-mounts its own graph directory
     return samples
+
+
+def unmount_under(base: Path) -> None:
+    """Unmount whatever is mounted below `base`, deepest first.
+
+    podman bind-mounts its own graph directory, and its asynchronous per-container cleanup
+    processes can mount it again after `podman rm` returns, so this runs at the very end.
+    """
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if p.startswith(f"{base}/")), key=len, reverse=True):
+        unmount(Path(point))
 
 
 def main() -> None:
@@ -162,6 +172,7 @@ def main() -> None:
         for parent in Path("/sys/fs/cgroup").glob("*/shoalbench"):
             for cg in [*(p for p in parent.iterdir() if p.is_dir()), parent]:
                 cg.rmdir()
+        unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
 
     runc_p50 = pct(results["raw runc run -d"], 0.5)
