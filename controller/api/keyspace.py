@@ -5,8 +5,12 @@ Layout (see ARCHITECTURE.md):
     /shoal/v1/tasks/<service>/<slot|node>/<task-id>    Task
     /shoal/v1/nodes/<node>                             NodeInfo
     /shoal/v1/nodes-alive/<node>                       liveness, attached to the node's lease
-    /shoal/v1/status/<node>/<task-id>                  observed state, written by that node only
+    /shoal/v1/status/<node>/<task-id>                  TaskStatus, written by that node only
+    /shoal/v1/assignments/<node>/<task-id>             Assignment: what the node's agent runs
     /shoal/v1/leader                                   controller election key
+
+A task with a node has an assignment; both are written in one transaction, so an agent watches
+one prefix of its own and never reads services.
 
 Values are JSON envelopes `{"v": 1, "kind": ..., "data": ...}` so a later schema can be read
 side by side with this one, and a value written by a newer Shoal is refused, not misread.
@@ -31,6 +35,7 @@ TASKS = f"{PREFIX}/tasks/"
 NODES = f"{PREFIX}/nodes/"
 ALIVE = f"{PREFIX}/nodes-alive/"
 STATUS = f"{PREFIX}/status/"
+ASSIGNMENTS = f"{PREFIX}/assignments/"
 LEADER = f"{PREFIX}/leader"
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,6 +75,27 @@ def status_prefix(node_id: str) -> str:
 
 def status_key(node_id: str, task_id: str) -> str:
     return status_prefix(node_id) + _component("task id", task_id)
+
+
+def assignments_prefix(node_id: str) -> str:
+    return f"{ASSIGNMENTS}{_component('node id', node_id)}/"
+
+
+def assignment_key(node_id: str, task_id: str) -> str:
+    return assignments_prefix(node_id) + _component("task id", task_id)
+
+
+def last_component(key: str) -> str:
+    """The node id of a nodes/ or nodes-alive/ key, the task id of a status/ or assignments/ key."""
+    return key.rsplit("/", 1)[-1]
+
+
+def node_of(key: str) -> str:
+    """The node id in a status/ or assignments/ key."""
+    parts = key.split("/")
+    if len(parts) < 2:
+        raise invalid("key", key, "expected .../<node>/<task-id>")
+    return parts[-2]
 
 
 @dataclass(frozen=True)

@@ -123,5 +123,50 @@ class Task(Model):
     message: str = ""
     """Why a task is pending or failed, e.g. the scheduler's reasons."""
     exit_code: int | None = None
+    restarts: int = 0
+    """In-place restarts its node's agent made (counted against the restart policy's max_attempts)."""
+    container_id: str = ""
     created_at: str = ""
     updated_at: str = ""
+    """Last change of the record or, in a merged view, of the observed status."""
+
+
+ObservedState = Literal["running", "complete", "failed", "shutdown", "rejected"]
+
+
+class TaskStatus(Model):
+    """A task's observed state, written by its node's agent only (under /status/<node>/)."""
+
+    task_id: str
+    state: ObservedState
+    message: str = ""
+    exit_code: int | None = None
+    restarts: int = 0
+    container_id: str = ""
+    timestamp: str
+    """When this state was observed (ISO 8601, UTC)."""
+
+
+class Assignment(Model):
+    """What an agent needs to run one task: the task and its service's spec at the task's version.
+    Written by the leader in the same transaction as the task, once the task has a node."""
+
+    task: Task
+    spec: ServiceSpec
+
+
+def observed(task: Task, status: TaskStatus | None) -> Task:
+    """The task as the cluster sees it: the agent's status, when there is one, wins over the
+    controller's own states (new, pending, assigned)."""
+    if status is None:
+        return task
+    return task.model_copy(
+        update={
+            "state": status.state,
+            "message": status.message,
+            "exit_code": status.exit_code,
+            "restarts": status.restarts,
+            "container_id": status.container_id,
+            "updated_at": status.timestamp,
+        }
+    )

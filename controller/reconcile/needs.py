@@ -77,7 +77,8 @@ def restart_need(ctx: Context, key: int, slot: Slot, task: Task, node_id: str = 
         for t in slot.tasks
         if t is not task and t.spec_version == task.spec_version and t.state in ENDED_ON_ITS_OWN
     ]
-    when = restart_at(ctx.service.spec.restart_policy, task, ctx.end_of(task), earlier)
+    in_place = sum(t.restarts for t in slot.tasks if t.spec_version == task.spec_version)
+    when = restart_at(ctx.service.spec.restart_policy, task, ctx.end_of(task), earlier, in_place)
     if when is None:
         return Keep()
     if when <= ctx.now:

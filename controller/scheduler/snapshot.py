@@ -10,12 +10,13 @@ from types import MappingProxyType
 from controller.api.types import NodeInfo, ServiceSpec, Task, TaskState
 from controller.scheduler.demand import Demand, HostPort
 
-# A task holds its node's resources from the moment it has a node until it reaches one of these.
+# A task holds its node's resources from the moment it has a node until it reaches one of these,
+# even once told to shut down: its container (and its host ports) are there until it stops.
 _TERMINAL: frozenset[TaskState] = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned"})
 
 
 def holds_node(task: Task) -> bool:
-    return bool(task.node_id) and task.desired_state == "running" and task.state not in _TERMINAL
+    return bool(task.node_id) and task.state not in _TERMINAL
 
 
 @dataclass(frozen=True, slots=True)

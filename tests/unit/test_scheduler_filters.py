@@ -70,6 +70,7 @@ def test_snapshot_counts_only_tasks_that_hold_their_node() -> None:
         *placed(tasks(2, "web"), "a"),
         *placed(tasks(1, "web", start=3), "a", state="failed"),
         *placed(tasks(1, "web", start=4), "a", state="assigned"),
+        # told to stop but not stopped yet: its container still holds the node
         *[t.model_copy(update={"desired_state": "shutdown"}) for t in placed(tasks(1, "web", start=5), "a")],
         *placed(tasks(1, "web", start=6), "gone"),
         *placed(tasks(1, "other"), "a"),  # unknown service: counted, reserves nothing
@@ -77,8 +78,8 @@ def test_snapshot_counts_only_tasks_that_hold_their_node() -> None:
     ]
     snap = snapshot([node("a"), node("b")], existing, web)
     usage = snap.usage_of("a")
-    assert (usage.tasks, usage.nano_cpus, usage.memory_bytes) == (4, 3 * CPU, 3 * GB)
-    assert dict(usage.by_service) == {"web": 3, "other": 1}
+    assert (usage.tasks, usage.nano_cpus, usage.memory_bytes) == (5, 4 * CPU, 4 * GB)
+    assert dict(usage.by_service) == {"web": 4, "other": 1}
     assert usage.host_ports == {(80, "tcp")}
     assert snap.usage_of("b") == NodeUsage()
     assert "gone" not in snap.usage
