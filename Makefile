@@ -1,7 +1,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint demo demo-down bench clean
+.PHONY: setup test lint demo demo-down bench clean proto
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,10 @@ test: setup lint
 
 demo: setup
 	$(PY) -m deploy.demo
+
+# The controller API's protobuf code, committed; tests/unit/test_proto_in_sync.py checks it.
+proto: setup
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. controller/api/proto/shoal.proto
 
 bench: setup
 	$(PY) -m bench.container_start

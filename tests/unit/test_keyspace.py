@@ -4,7 +4,7 @@ import pytest
 
 from agent.errors import IntegrityError, InvalidArgument
 from controller.api import keyspace as ks
-from controller.api.types import NodeInfo, Service, ServiceSpec, Task
+from controller.api.types import NodeInfo, Service, ServiceSpec, Task, TaskStatus, observed
 from controller.store import absent, unchanged
 from controller.store.base import Put
 from controller.store.memory import MemoryStore
@@ -57,3 +57,27 @@ def test_revision_guarded_update_through_the_store() -> None:
     assert not stale.succeeded
     current = store.get(key)
     assert current is not None and ks.decode(Service, key, current.value).spec.replicas == 4
+
+
+def test_observed_view_takes_the_agents_status_over_the_controllers_state() -> None:
+    task = Task(id="t1", service_id="s", service_name="web", spec_version=1, slot=1, node_id="n1")
+    assert observed(task.model_copy(update={"state": "assigned"}), None).state == "assigned"
+    status = TaskStatus(
+        task_id="t1",
+        state="failed",
+        exit_code=3,
+        restarts=2,
+        message="exit code 3",
+        timestamp="2026-01-01T00:00:00+00:00",
+    )
+    view = observed(task.model_copy(update={"state": "assigned"}), status)
+    assert (view.state, view.exit_code, view.restarts, view.message) == ("failed", 3, 2, "exit code 3")
+    assert view.updated_at == status.timestamp and view.node_id == "n1"
+
+
+def test_assignment_keys_name_the_node_and_task() -> None:
+    key = ks.assignment_key("n1", "t1")
+    assert key == "/shoal/v1/assignments/n1/t1"
+    assert (ks.node_of(key), ks.last_component(key)) == ("n1", "t1")
+    with pytest.raises(InvalidArgument):
+        ks.assignment_key("n/1", "t1")

@@ -81,3 +81,14 @@ def test_new_version_resets_attempts_and_skips_the_delay() -> None:
 
 def _t() -> Task:
     return Task(id="x", service_id="s", service_name="web", spec_version=1, state="failed", exit_code=1)
+
+
+def test_in_place_restarts_by_the_agent_count_toward_max_attempts() -> None:
+    world, tid = failing_world(delay=0.0, max_attempts=3)
+    # The agent restarted the container twice in place before it failed for good: one attempt left.
+    world.tasks[tid] = world.tasks[tid].model_copy(update={"restarts": 2})
+    world.set_state(tid, "failed", 1)
+    assert len(world.step().create) == 1
+    world.schedule()
+    world.set_state(world.live()[0].id, "failed", 1)
+    assert world.step().is_noop  # 2 in place + 1 replacement = 3 attempts: give up
