@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def machine_cpus() -> float:
+    return float(os.cpu_count() or 1)
+
+
+def machine_memory() -> int:
+    """MemTotal from /proc/meminfo, bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,21 @@ class AgentConfig:
     """Seconds between the stop signal and SIGKILL."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
+    # ---- cluster membership (all unused unless `etcd` is set) ----
+    etcd: str | None = None
+    """etcd endpoints, comma-separated `host:port`: register the node and run assigned tasks."""
+    node_id: str = field(default_factory=socket.gethostname)
+    advertise_address: str = "127.0.0.1"
+    """The address other nodes reach this one at (published in the node record)."""
+    node_labels: dict[str, str] = field(default_factory=dict)
+    """Applied when the node record is created; afterwards labels are the admin's."""
+    advertise_cpus: float = field(default_factory=machine_cpus)
+    """CPUs the scheduler may place on this node."""
+    advertise_memory: int = field(default_factory=machine_memory)
+    """Memory the scheduler may place on this node, bytes."""
+    node_ttl: float = 3.0
+    """Seconds without a keepalive after which the node counts as down."""
+
     @property
     def socket_path(self) -> Path:
         return self.run_dir / "agent.sock"
@@ -66,3 +95,8 @@ class AgentConfig:
     @property
     def volumes_dir(self) -> Path:
         return self.state_dir / "volumes"
+
+    @property
+    def lease_file(self) -> Path:
+        """The node's liveness lease, kept so a restarted agent takes it over."""
+        return self.state_dir / "node-lease.json"

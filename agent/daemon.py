@@ -1,9 +1,14 @@
-"""`shoal agent`: wires the image store, the node and the gRPC server, then waits for a signal."""
+"""`shoal agent`: wires the image store, the node and the gRPC server, then waits for a signal.
+
+With an etcd endpoint the agent also joins the cluster: it registers its node (with a TTL lease)
+and runs the task worker that turns the node's assignments into containers.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
 from agent.api import serve
@@ -21,12 +26,58 @@ def run(config: AgentConfig) -> None:
     node.start()
     server = serve(node, config.socket_path)
     log.info("agent ready on unix://%s (state in %s)", config.socket_path, config.state_dir)
+    cluster = _join_cluster(config, node) if config.etcd else None
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    if cluster is not None:
+        cluster.close()
     # Containers keep running: their monitors are independent of the agent (live restore).
     server.stop(grace=2).wait()
     node.close()
     log.info("agent stopped; containers left running")
+
+
+class _Cluster:
+    """Registration and task worker of one agent, closed together (leases are not revoked)."""
+
+    def __init__(self, config: AgentConfig, node: Node) -> None:
+        # Imported here: etcd3 costs ~0.2 s and a node-local agent does not need it.
+        from agent.tasks.node_runtime import NodeRuntime
+        from agent.tasks.registration import NodeRegistration
+        from agent.tasks.status import SingleStatusWriter
+        from agent.tasks.worker import TaskWorker
+        from controller.api.types import NodeInfo
+        from controller.store.etcd import EtcdStore
+
+        assert config.etcd is not None
+        self.store = EtcdStore(config.etcd.split(","))
+        info = NodeInfo(
+            id=config.node_id,
+            hostname=socket.gethostname(),
+            address=config.advertise_address,
+            nano_cpus=int(config.advertise_cpus * 1e9),
+            memory_bytes=config.advertise_memory,
+            labels=dict(config.node_labels),
+        )
+        self.registration = NodeRegistration(self.store, info, config.node_ttl, config.lease_file)
+        writer = SingleStatusWriter(self.store)
+        self.worker = TaskWorker(config.node_id, self.store, NodeRuntime(node), writer)
+
+    def start(self) -> None:
+        self.registration.start()
+        self.worker.start()
+
+    def close(self) -> None:
+        self.worker.close()
+        self.registration.close()
+        self.store.close()
+
+
+def _join_cluster(config: AgentConfig, node: Node) -> _Cluster:
+    cluster = _Cluster(config, node)
+    cluster.start()
+    log.info("node %s joining the cluster at %s (ttl %gs)", config.node_id, config.etcd, config.node_ttl)
+    return cluster

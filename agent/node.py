@@ -14,7 +14,7 @@ import secrets
 import selectors
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from signal import SIGKILL
@@ -148,6 +148,7 @@ class Node:
         self._lock = threading.RLock()
         self._containers: dict[str, Container] = {}
         self._names: dict[str, str] = {}
+        self._listeners: list[Callable[[str], None]] = []
         for d in (config.containers_dir, config.volumes_dir, config.runc_root):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -171,6 +172,22 @@ class Node:
         """Stop supervising; containers keep running (live restore)."""
         self.supervisor.stop()
         self.shims.close()
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """`callback(container_id)` after a container starts, exits or restarts (the task worker
+        learns of exits without polling). Runs on the caller's or the supervisor's thread, outside
+        the container's lock, so it may call back into the node; it should return quickly."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _notify(self, cid: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            try:
+                callback(cid)
+            except Exception:
+                log.exception("container %s: state listener failed", cid[:12])
 
     def _adopt(self, c: Container) -> None:
         status = c.state.status
@@ -263,12 +280,15 @@ class Node:
         with self._lock:
             self._containers[cid] = c
         if start:
-            with c.cond:
-                try:
-                    self._start(c, mounted=True)
-                except ShoalError:
-                    c.save()
-                    raise
+            try:
+                with c.cond:
+                    try:
+                        self._start(c, mounted=True)
+                    except ShoalError:
+                        c.save()
+                        raise
+            finally:
+                self._notify(cid)
         return self._info(c)
 
     def _generate_name(self) -> str:
@@ -414,6 +434,7 @@ class Node:
                 self._end_followers(c)
             c.save()
             c.cond.notify_all()
+        self._notify(cid)
 
     def _restart(self, cid: str) -> None:
         c = self._by_id(cid)
@@ -430,6 +451,7 @@ class Node:
                 log.warning("container %s: restart failed: %s", cid[:12], e)
                 self._end_followers(c)
                 c.save()
+        self._notify(cid)
 
     def _end_followers(self, c: Container) -> None:
         for ev in c.log_followers:
@@ -447,6 +469,7 @@ class Node:
             c.record.last_delay = 0.0
             c.set_state(manually_stopped=False, restart_count=0)
             self._start(c)
+        self._notify(c.id)
         return self._info(c)
 
     def container_stop(self, ref: str, timeout: float | None) -> ContainerInfo:
@@ -454,6 +477,7 @@ class Node:
         grace = timeout if timeout is not None else c.record.config.stop_timeout
         grace = self.config.stop_timeout if grace is None else grace
         self._halt(c, c.record.stop_signal, grace)
+        self._notify(c.id)  # a pending restart may have been cancelled: no monitor exit reports that
         return self._info(c)
 
     def container_kill(self, ref: str, signal: str) -> ContainerInfo:

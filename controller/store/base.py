@@ -150,6 +150,11 @@ class Store(Protocol):
         """Renew the lease; returns its TTL. NotFound once it has expired or was revoked."""
         ...
 
+    def keepalive_many(self, lease_ids: Sequence[int]) -> dict[int, int]:
+        """Renew many leases in one call (one stream on etcd): lease id -> TTL, 0 for a lease that
+        expired or was revoked. What a process holding hundreds of leases (a hollow fleet) uses."""
+        ...
+
     def revoke(self, lease_id: int) -> None:
         """Delete the lease and its keys. NotFound if it does not exist."""
         ...

@@ -192,6 +192,17 @@ class MemoryStore:
             lease.deadline = self.now() + lease.ttl
             return lease.ttl
 
+    def keepalive_many(self, lease_ids: Sequence[int]) -> dict[int, int]:
+        with self._cond:
+            self._expire()
+            out = {}
+            for lease_id in lease_ids:
+                lease = self._leases.get(lease_id)
+                if lease is not None:
+                    lease.deadline = self.now() + lease.ttl
+                out[lease_id] = lease.ttl if lease is not None else 0
+            return out
+
     def revoke(self, lease_id: int) -> None:
         with self._cond:
             self._expire()

@@ -278,6 +278,22 @@ def test_keepalive_keeps_the_key(h: Harness) -> None:
         s.revoke(lease.id)
 
 
+def test_keepalive_many_renews_live_leases_and_reports_lost_ones(h: Harness) -> None:
+    s, k = h.store, h.key("nodes-alive/n1")
+    live, gone = s.grant_lease(1), s.grant_lease(60)
+    s.put(k, b"alive", lease=live.id)
+    s.revoke(gone.id)
+    try:
+        assert s.keepalive_many([]) == {}
+        for _ in range(8):  # 2 s: twice the TTL of the live lease
+            h.pass_time(0.25)
+            ttls = s.keepalive_many([live.id, gone.id])
+            assert ttls[live.id] >= 1 and ttls[gone.id] == 0
+        assert s.get(k) is not None
+    finally:
+        s.revoke(live.id)
+
+
 def test_revoke_deletes_the_keys_of_the_lease_only(h: Harness) -> None:
     s, a, b, free = h.store, h.key("a"), h.key("b"), h.key("free")
     lease = s.grant_lease(60)

@@ -28,8 +28,21 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 class AgentProcess:
-    def __init__(self, base: Path, default_registry: str | None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        default_registry: str | None,
+        extra_args: list[str] | None = None,
+        *,
+        etcd: str | None = None,
+        node_id: str | None = None,
+        node_ttl: float | None = None,
+    ) -> None:
+        """etcd: join that cluster as node `node_id` (default: a unique test id)."""
         self.prefix = f"shoaltest-{uuid.uuid4().hex[:8]}"
+        self.etcd = etcd
+        self.node_id = node_id or f"{self.prefix}-node"
+        self.node_ttl = node_ttl
         self.state_dir = base / "state"
         self.run_dir = base / "run"
         self.default_registry = default_registry
@@ -59,6 +72,10 @@ class AgentProcess:
         ]
         if self.default_registry:
             args += ["--default-registry", self.default_registry]
+        if self.etcd:
+            args += ["--etcd", self.etcd, "--node-id", self.node_id]
+            if self.node_ttl is not None:
+                args += ["--node-ttl", str(self.node_ttl)]
         with self.log_file.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
