@@ -1,0 +1,91 @@
+"""`shoal controller`: the API server (every controller serves), the election, and the
+orchestrator while this controller leads. Runs until SIGTERM/SIGINT, then resigns."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from controller.api.server import ApiServer, serve
+from controller.config import ControllerConfig
+from controller.election import Election
+from controller.orchestrator import Orchestrator
+from controller.store.base import Compare, Store
+from controller.store.etcd import EtcdStore
+
+log = logging.getLogger(__name__)
+
+SUPERVISE_INTERVAL = 1.0
+"""How often the main thread checks that a leader's orchestrator is still running."""
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.id = config.controller_id
+        self._store = store or EtcdStore(list(config.etcd_endpoints))
+        self._owns_store = store is None
+        self._server: ApiServer | None = None
+        self.election = Election(self._store, self.id, ttl=config.leader_ttl)
+        self._lock = threading.Lock()
+        self._fence: Compare | None = None
+        self.orchestrator: Orchestrator | None = None
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None, "not started"
+        return self._server.address
+
+    def start(self) -> None:
+        self._server = serve(self._store, self.config.listen)
+        log.info("controller %s ready on %s", self.id, self._server.address)
+        self.election.start(self._on_elected, self._on_deposed)
+
+    def _on_elected(self, fence: Compare) -> None:
+        log.info("controller %s is the leader", self.id)
+        with self._lock:
+            self._fence = fence
+            self._start_orchestrator(fence)
+
+    def _start_orchestrator(self, fence: Compare) -> None:
+        self.orchestrator = Orchestrator(self._store, fence, self.config.reconcile_settings())
+        self.orchestrator.start()
+
+    def _on_deposed(self) -> None:
+        with self._lock:
+            self._fence = None
+            orchestrator, self.orchestrator = self.orchestrator, None
+        if orchestrator is not None:
+            orchestrator.stop()
+        log.info("controller %s stepped down", self.id)
+
+    def supervise(self) -> None:
+        """Restart an orchestrator that stopped on a bug while we still lead: a restart re-lists and
+        converges, and the fence keeps it safe. One that saw it was deposed waits for the election."""
+        with self._lock:
+            o, fence = self.orchestrator, self._fence
+            if fence is not None and o is not None and o.stopped and not o.deposed:
+                log.warning("controller %s: orchestrator stopped unexpectedly; restarting it", self.id)
+                self._start_orchestrator(fence)
+
+    def stop(self) -> None:
+        """Stop orchestrating, give up leadership at once, stop serving."""
+        self.election.resign()
+        if self._server is not None:
+            self._server.stop(grace=2.0)
+        if self._owns_store:
+            self._store.close()
+        log.info("controller %s stopped", self.id)
+
+
+def run(config: ControllerConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    controller = Controller(config)
+    controller.start()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(SUPERVISE_INTERVAL):
+        controller.supervise()
+    controller.stop()
