@@ -23,6 +23,8 @@ proto: setup
 
 bench: setup
 	$(PY) -m bench.container_start
+	$(PY) -m bench.scheduling
+	$(PY) -m bench.failover
 
 clean:
 	rm -rf $(VENV) build *.egg-info

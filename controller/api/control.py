@@ -20,7 +20,16 @@ from pydantic import BaseModel
 from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, invalid
 from controller.api import keyspace as ks
 from controller.api.events import EventStream, Lookup, compacted
-from controller.api.types import Assignment, NodeInfo, Service, ServiceSpec, Task, TaskStatus, observed
+from controller.api.types import (
+    Assignment,
+    NodeInfo,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskStatus,
+    changes_tasks,
+    observed,
+)
 from controller.api.validation import validate_name, validate_node_update, validate_spec
 from controller.api.views import ClusterEvent, EventsCompacted, ServiceSummary
 from controller.reconcile.task_facts import iso
@@ -88,8 +97,14 @@ class Control:
                 )
             if spec == current.spec:
                 return current
+            task_version = current.task_version + changes_tasks(current.spec, spec)
             updated = current.model_copy(
-                update={"spec": spec, "version": current.version + 1, "updated_at": self._now()}
+                update={
+                    "spec": spec,
+                    "version": current.version + 1,
+                    "task_version": task_version,
+                    "updated_at": self._now(),
+                }
             )
             if self.store.txn([unchanged(key, kv.mod_revision)], [Put(key, ks.encode(updated))]).succeeded:
                 return updated

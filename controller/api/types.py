@@ -84,8 +84,19 @@ class Service(Model):
     id: str
     spec: ServiceSpec
     version: int = 1
+    task_version: int = 1
+    """Bumped only by updates that change what a task runs (not by scaling): tasks carry it as
+    their spec_version, and a task of an older one is replaced."""
     created_at: str
     updated_at: str
+
+
+_SCALE_FIELDS = {"replicas": 0, "total_completions": 0, "max_concurrent": 0}
+
+
+def changes_tasks(old: ServiceSpec, new: ServiceSpec) -> bool:
+    """Whether going from `old` to `new` changes what a task runs; scaling alone does not."""
+    return old.model_copy(update=_SCALE_FIELDS) != new.model_copy(update=_SCALE_FIELDS)
 
 
 Availability = Literal["active", "pause", "drain"]

@@ -23,7 +23,7 @@ class Context:
 
     @property
     def version(self) -> int:
-        return self.service.version
+        return self.service.task_version
 
     def node_status(self, task: Task) -> NodeStatus | None:
         """None for a replicated task the scheduler has not placed yet."""

@@ -54,7 +54,7 @@ def new_task(service: Service, slot: int, node_id: str, now: float, task_id: str
         id=task_id,
         service_id=service.id,
         service_name=service.spec.name,
-        spec_version=service.version,
+        spec_version=service.task_version,
         slot=slot,
         node_id=node_id,
         desired_state="running",

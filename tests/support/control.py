@@ -22,6 +22,7 @@ from controller.api.types import (
     ServiceSpec,
     Task,
     TaskStatus,
+    changes_tasks,
     observed,
 )
 from controller.election import fence_for
@@ -60,15 +61,18 @@ def put_node(
 
 
 def put_service(store: Store, name: str, **spec: Any) -> Service:
-    """Create or update a service the way the API does: a new version on every write."""
+    """Create or update a service the way the API does: a new version on every write, a new task
+    version when what the tasks run changed."""
     kv = store.get(keyspace.service_key(name))
     old = keyspace.decode(Service, kv.key, kv.value) if kv else None
     body = ({"image": "busybox"} | old.spec.model_dump() if old else {"image": "busybox"}) | spec
     now = datetime.now(UTC).isoformat()
+    new_spec = ServiceSpec.model_validate(body | {"name": name})
     service = Service(
         id=old.id if old else uuid.uuid4().hex[:12],
-        spec=ServiceSpec.model_validate(body | {"name": name}),
+        spec=new_spec,
         version=old.version + 1 if old else 1,
+        task_version=old.task_version + changes_tasks(old.spec, new_spec) if old else 1,
         created_at=old.created_at if old else now,
         updated_at=now,
     )

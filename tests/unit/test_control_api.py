@@ -145,6 +145,14 @@ def test_update_with_version_guard(client: ControlClient, store: MemoryStore) ->
     assert store.list("")[1] == rev
 
 
+def test_scaling_keeps_the_task_version_and_a_new_image_bumps_it(client: ControlClient) -> None:
+    created = client.create_service(web(1))
+    scaled = client.update_service("web", web(5))
+    assert (scaled.version, scaled.task_version) == (2, created.task_version)  # tasks keep running
+    changed = client.update_service("web", web(5, image="busybox:1.36"))
+    assert (changed.version, changed.task_version) == (3, created.task_version + 1)  # tasks replaced
+
+
 def test_update_refusals(client: ControlClient) -> None:
     client.create_service(web())
     with pytest.raises(InvalidArgument, match=r"^invalid mode 'global': service web is replicated"):

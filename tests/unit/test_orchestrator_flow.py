@@ -262,8 +262,10 @@ def test_a_service_changed_mid_pass_is_replanned_from_the_new_spec() -> None:
         put_service(store, "web", replicas=6)
         wait_for(lambda: len(c.live()) == 4, what="4 replicas")
         assert [r.succeeded for r in store.results[-2:]] == [False, True]  # refused by the service guard
-        # Never 6, not even briefly: nothing of the stale plan (for version 2) was written.
-        assert {t.spec_version for t in c.tasks()} == {1, 3}
+        # Never 6, not even briefly: nothing of the stale plan (slots 5 and 6) was written, and
+        # scaling kept the first task instead of replacing it.
+        assert sorted(t.slot for t in c.tasks()) == [1, 2, 3, 4]
+        assert {t.spec_version for t in c.tasks()} == {1}
     finally:
         for o in c.orchestrators:
             o.stop()

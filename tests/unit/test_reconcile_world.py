@@ -28,7 +28,12 @@ def make_service(
     if policy is not None:
         body["restart_policy"] = policy
     return Service(
-        id="svc1", spec=ServiceSpec.model_validate(body), version=version, created_at="t", updated_at="t"
+        id="svc1",
+        spec=ServiceSpec.model_validate(body),
+        version=version,
+        task_version=version,
+        created_at="t",
+        updated_at="t",
     )
 
 
@@ -117,7 +122,9 @@ class World:
         assert self.service is not None
         new_spec = self.service.spec.model_copy(update=spec)
         version = self.service.version + (1 if bump else 0)
-        self.service = self.service.model_copy(update={"spec": new_spec, "version": version})
+        self.service = self.service.model_copy(
+            update={"spec": new_spec, "version": version, "task_version": version}
+        )
 
     def wanted(self) -> list[Task]:
         """Tasks whose desired state is running (terminal ones awaiting a restart included)."""
