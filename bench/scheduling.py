@@ -5,10 +5,11 @@ fake runtime, all in one process. Services are submitted through the controller'
 fast as one client can; a watch on the assignments prefix timestamps when each task's placement
 was committed (an assignment is written in the same transaction as the placed task).
 
-    python -m bench.scheduling [--nodes 1000] [--services 100] [--replicas 100]
+    python -m bench.scheduling [--nodes 1000] [--services 100] [--replicas 100] [--rate 0]
 
 Reports placements per second (tasks / (last commit - first submit)) and the p50/p99 latency from
-a service's submit to each of its tasks' assignment commit.
+a service's submit to each of its tasks' assignment commit. `--rate` paces the submissions (services
+per second; 0 = as fast as possible, a burst whose latency is mostly queueing).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-from bench.container_start import pct
 from controller.api import keyspace
 from controller.api.types import ServiceSpec
 from controller.store.base import Event
@@ -28,6 +28,11 @@ from controller.store.etcd import EtcdStore
 from controller.store.etcd_server import EtcdServer
 from tests.support.agent import wait_for
 from tests.support.cluster import ControllerProcess, HollowFleet
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class CommitClock:
@@ -65,7 +70,7 @@ def _service_of(event: Event) -> str:
     return str(data["task"]["service_name"])
 
 
-def run(nodes: int, services: int, replicas: int, workdir: Path) -> dict[str, float]:
+def run(nodes: int, services: int, replicas: int, rate: float, workdir: Path) -> dict[str, float]:
     total = services * replicas
     with (
         EtcdServer(workdir / "etcd") as etcd,
@@ -80,6 +85,8 @@ def run(nodes: int, services: int, replicas: int, workdir: Path) -> dict[str, fl
             submitted: dict[str, float] = {}
             first = time.monotonic()
             for i in range(services):
+                if rate > 0:
+                    time.sleep(max(0.0, first + i / rate - time.monotonic()))
                 name = f"svc{i:04d}"
                 submitted[name] = time.monotonic()
                 api.create_service(
@@ -92,6 +99,7 @@ def run(nodes: int, services: int, replicas: int, workdir: Path) -> dict[str, fl
         last = max(at for _, at in clock.seen.values())
         return {
             "nodes": nodes,
+            "rate": rate,
             "tasks": total,
             "placements_per_s": total / (last - first),
             "latency_p50_s": pct(latencies, 0.5),
@@ -107,11 +115,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--replicas", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=0.0, help="services submitted per second; 0: a burst")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-sched-") as tmp:
-        result = run(args.nodes, args.services, args.replicas, Path(tmp))
+        result = run(args.nodes, args.services, args.replicas, args.rate, Path(tmp))
     print(
-        f"{result['tasks']} tasks on {result['nodes']} hollow nodes: "
+        f"{result['tasks']} tasks on {result['nodes']} hollow nodes"
+        f"{f', submitted at {args.rate:g} services/s' if args.rate else ', submitted as a burst'}: "
         f"{result['placements_per_s']:.0f} placements/s (target >= 1000), "
         f"submit->commit p50 {result['latency_p50_s'] * 1000:.0f} ms, "
         f"p99 {result['latency_p99_s'] * 1000:.0f} ms, max {result['latency_max_s'] * 1000:.0f} ms; "

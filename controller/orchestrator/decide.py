@@ -78,7 +78,7 @@ def decide(
         and t.desired_state == "running"
         and t.id not in leaving
         and t.service_id == service.id
-        and t.spec_version == service.version  # an older one waits for its update instead
+        and t.spec_version == service.task_version  # an older one waits for its update instead
     ]
     if service.spec.mode == "global":
         return _place_global(plan, service.spec, [*plan.create, *(t for t in waiting if t.node_id)], snapshot)

@@ -137,8 +137,11 @@ def test_an_unplaceable_task_waits_with_reasons_until_a_big_node_joins(cluster: 
         what="two pending tasks with the per-node reasons",
     )
     assert count(c.store, keyspace.ASSIGNMENTS) == 0
-    put_node(c.store, "huge", memory=32 * GIB)  # no other action: the join alone frees them
-    wait_for(placed(c, {"huge": 2}, "big"), what="both tasks placed on the big node")
+    # Scaling while they wait keeps them waiting (same task version), with one more beside them.
+    put_service(c.store, "big", replicas=3)
+    wait_for(lambda: [t.state for t in c.tasks("big")] == ["pending"] * 3, what="three pending tasks")
+    put_node(c.store, "huge", memory=48 * GIB)  # no other action: the join alone frees them
+    wait_for(placed(c, {"huge": 3}, "big"), what="all three placed on the big node")
     assert all(t.message == "" for t in c.tasks("big"))
 
 
