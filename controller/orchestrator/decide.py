@@ -40,7 +40,8 @@ class ServiceInputs:
 class Decision:
     plan: ReconcilePlan
     placement: Placement
-    snapshot: ClusterSnapshot
+    snapshot: ClusterSnapshot | None
+    """With this pass's placements charged; None when nothing was placed (the snapshot is unchanged)."""
 
 
 def build_snapshot(
@@ -53,13 +54,15 @@ def build_snapshot(
 
 def decide(
     inputs: ServiceInputs,
-    snapshot: ClusterSnapshot,
+    snapshot: Callable[[], ClusterSnapshot],
     now: float,
     settings: ReconcileSettings,
     new_id: Callable[[], str],
     seed: int,
 ) -> Decision:
-    """Raises InvalidArgument if the stored spec's placement does not parse."""
+    """`snapshot` is called only when something needs placing: building one walks every task, and
+    most passes (a status changed) place nothing. Raises InvalidArgument if the stored spec's
+    placement does not parse."""
     service = inputs.service
     nodes = inputs.nodes
     if service is not None and service.spec.mode == "global":
@@ -69,7 +72,7 @@ def decide(
         nodes = [n for n in nodes if all(c.matches(n) for c in constraints)]
     plan = reconcile(service, inputs.views, nodes, now, settings, new_id=new_id, down_since=inputs.down_since)
     if service is None:
-        return Decision(plan, Placement(), snapshot)
+        return Decision(plan, Placement(), None)
     leaving = {*plan.shutdown, *plan.remove}
     waiting = [
         t
@@ -84,16 +87,17 @@ def decide(
         return _place_global(plan, service.spec, [*plan.create, *(t for t in waiting if t.node_id)], snapshot)
     todo = [*plan.create, *(t for t in waiting if not t.node_id)]
     if not todo:
-        return Decision(plan, Placement(), snapshot)
-    placed = schedule(snapshot, service.spec, todo, seed)
+        return Decision(plan, Placement(), None)
+    placed = schedule(snapshot(), service.spec, todo, seed)
     return Decision(plan, Placement(placed.assignments, placed.unplaceable), placed.snapshot)
 
 
 def _place_global(
-    plan: ReconcilePlan, spec: ServiceSpec, todo: Sequence[Task], snapshot: ClusterSnapshot
+    plan: ReconcilePlan, spec: ServiceSpec, todo: Sequence[Task], get_snapshot: Callable[[], ClusterSnapshot]
 ) -> Decision:
     if not todo:
-        return Decision(plan, Placement(), snapshot)
+        return Decision(plan, Placement(), None)
+    snapshot = get_snapshot()
     new = {t.id for t in plan.create}
     judged = place_global(snapshot, spec, {t.node_id for t in todo})
     eligible = set(judged.eligible)

@@ -185,18 +185,18 @@ class Orchestrator:
 
     def run_round(self, names: set[str]) -> None:
         """One pass over `names`, sharing one cluster snapshot."""
-        with self._cond:
-            snapshot = self._snapshot()
+        shared = RoundSnapshot(self._snapshot)
         for name in sorted(names):
             if self._stop.is_set():
                 return
-            snapshot = self._service_pass(name, snapshot)
+            self._service_pass(name, shared)
 
     def _snapshot(self) -> ClusterSnapshot:
-        state = self.state
-        return build_snapshot(
-            state.node_infos(), list(state.views.values()), [r.service for r in state.services.values()]
-        )
+        with self._cond:
+            state = self.state
+            return build_snapshot(
+                state.node_infos(), list(state.views.values()), [r.service for r in state.services.values()]
+            )
 
     def _inputs(self, name: str) -> ServiceInputs:
         state = self.state
@@ -211,8 +211,8 @@ class Orchestrator:
             down_since=dict(state.down_since),
         )
 
-    def _service_pass(self, name: str, snapshot: ClusterSnapshot) -> ClusterSnapshot:
-        """Plan and commit one service; returns the snapshot the next service plans against."""
+    def _service_pass(self, name: str, snapshot: RoundSnapshot) -> None:
+        """Plan and commit one service, charging its placements to the round's snapshot."""
         for _ in range(self._max_attempts):
             with self._cond:
                 inputs = self._inputs(name)
@@ -221,10 +221,10 @@ class Orchestrator:
                 seed = zlib.crc32(f"{name}:{self.state.revision}".encode())
             now = self._clock()
             try:
-                decision = decide(inputs, snapshot, now, self._settings, self._new_id, seed)
+                decision = decide(inputs, snapshot.get, now, self._settings, self._new_id, seed)
             except ShoalError as err:  # a stored spec the scheduler refuses: nothing to do until it changes
                 log.error("orchestrator: service %s: %s", name, err)
-                return snapshot
+                return
             if decision.plan.requeue_at is not None:
                 self.queue.add_after(name, decision.plan.requeue_at)
             txns = plan_writes(
@@ -242,19 +242,19 @@ class Orchestrator:
             except ShoalError as err:
                 log.warning("orchestrator: service %s: commit failed: %s; retrying later", name, err)
                 self.queue.add_after(name, now + self._retry)
-                return snapshot
+                return
             if failed_at is None:
-                return decision.snapshot
+                if decision.snapshot is not None:
+                    snapshot.value = decision.snapshot
+                return
             self.conflicts += 1
             log.info("orchestrator: service %s: stale read (store at %d); re-planning", name, failed_at)
             self._catch_up(failed_at, timeout=self._catch_up_timeout)
-            with self._cond:
-                snapshot = self._snapshot()
+            snapshot.value = None  # rebuilt from the caught-up cache when next needed
         log.warning(
             "orchestrator: service %s: %d conflicts in a row; retrying later", name, self._max_attempts
         )
         self.queue.add_after(name, self._clock() + self._retry)
-        return snapshot
 
     def _commit(self, txns: list[Txn]) -> int | None:
         """Run the transactions in order; None if all succeeded, else the store revision at the
@@ -270,6 +270,20 @@ class Orchestrator:
             with self._cond:
                 self._written = max(self._written, result.revision)
         return None
+
+
+class RoundSnapshot:
+    """A round's cluster snapshot, built on first use (most passes place nothing, and a build walks
+    every task); each committed placement is charged to it so later services never double-book."""
+
+    def __init__(self, build: Callable[[], ClusterSnapshot]) -> None:
+        self._build = build
+        self.value: ClusterSnapshot | None = None
+
+    def get(self) -> ClusterSnapshot:
+        if self.value is None:
+            self.value = self._build()
+        return self.value
 
 
 def _assignments_of(assignments: dict[str, bytes], inputs: ServiceInputs) -> dict[str, bytes]:
