@@ -75,6 +75,15 @@ class AgentConfig:
     """Memory the scheduler may place on this node, bytes."""
     node_ttl: float = 3.0
     """Seconds without a keepalive after which the node counts as down."""
+    network_env: Path | None = None
+    """netplugin's subnet.env: with it, containers join the node's bridge network by default."""
+    network_netns: str | None = None
+    """The namespace netplugin programs as this node's host (the lab); None: the agent's own."""
+
+    @property
+    def network_dir(self) -> Path:
+        """IPAM state of the bridge network."""
+        return self.state_dir / "network"
 
     @property
     def socket_path(self) -> Path:

@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 def run(config: AgentConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    node = Node(config, ImageStore(config.images_dir, config.default_registry))
+    network = None
+    if config.network_env is not None:
+        from agent.network import NodeNetwork  # pyroute2 costs ~0.3 s: only agents with a network
+
+        network = NodeNetwork(config.network_env, config.network_dir, config.network_netns)
+    node = Node(config, ImageStore(config.images_dir, config.default_registry), network)
     node.start()
     server = serve(node, config.socket_path)
     log.info("agent ready on unix://%s (state in %s)", config.socket_path, config.state_dir)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import invalid
+from netplugin.ports import PortMapping, parse_port
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -61,7 +62,10 @@ class ContainerCreate(Model):
     mounts: list[MountSpec] = Field(default_factory=list)
     restart: RestartPolicy = RestartPolicy()
     resources: Resources = Resources()
-    network: Literal["none", "host"] = "none"
+    network: Literal["default", "none", "host", "bridge"] = "default"
+    """default: the node's bridge network when netplugin runs on the node, else none."""
+    publish: list[str] = Field(default_factory=list)
+    """Host ports to publish (bridge network only): `8080:80`, `8080:80/udp`."""
     stop_signal: str | None = None
     stop_timeout: float | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -101,6 +105,8 @@ class ContainerInfo(Model):
     mounts: list[MountSpec]
     rootfs: str
     log_path: str
+    ip_address: str = ""
+    """On the bridge network: the container's address on the node's subnet."""
 
 
 # ---- flag value parsers -----------------------------------------------------------------
@@ -251,6 +257,7 @@ def validate_create(req: ContainerCreate) -> None:
         raise invalid("--pids-limit", r.pids_limit, "must be greater than zero")
     if req.restart.max_retries < 0:
         raise invalid("--restart", req.restart.max_retries, "the maximum retry count must not be negative")
+    parse_publish(req.publish)
     if req.stop_signal is not None:
         parse_signal("--stop-signal", req.stop_signal)
     if req.stop_timeout is not None and req.stop_timeout < 0:
@@ -308,3 +315,14 @@ class ImageInfo(Model):
     layers: list[str]
     """Layer diff IDs, base first."""
     dangling: bool = False
+
+
+def parse_publish(specs: list[str]) -> list[PortMapping]:
+    """`8080:80`, `8080:80/udp` -> mappings; InvalidArgument naming the bad one."""
+    mappings = [parse_port(spec, "--publish") for spec in specs]
+    seen: set[tuple[int, str]] = set()
+    for spec, m in zip(specs, mappings, strict=True):
+        if (m.host_port, m.protocol) in seen:
+            raise invalid("--publish", spec, f"host port {m.host_port}/{m.protocol} is published twice")
+        seen.add((m.host_port, m.protocol))
+    return mappings

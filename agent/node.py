@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from signal import SIGKILL
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +36,7 @@ from agent.models import (
     ImageInfo,
     LogEntry,
     ProcessInfo,
+    parse_publish,
     parse_signal,
     validate_create,
 )
@@ -55,6 +57,9 @@ from agent.runtime.runc import Runc
 from agent.runtime.spec import DEFAULT_PATH_ENV, OciInputs, build_oci_spec, resolve_user
 from agent.supervisor import Supervisor, Timer
 from agent.volumes import check_mount_policy, oci_mounts
+
+if TYPE_CHECKING:
+    from agent.network import NodeNetwork  # imports pyroute2 (0.3 s): only agents with a network pay it
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,9 @@ class Record(BaseModel):
     shim_start_ticks: int = 0
     """With shim_pid, identifies the monitor even if its pid is reused later."""
     last_delay: float = 0.0
+    netns_path: str = ""
+    """Bridge network: the namespace the node network set up (it outlives restarts, not rm)."""
+    ip_address: str = ""
 
 
 class Container:
@@ -139,9 +147,11 @@ class Container:
 
 
 class Node:
-    def __init__(self, config: AgentConfig, images: ImageStore) -> None:
+    def __init__(self, config: AgentConfig, images: ImageStore, network: NodeNetwork | None = None) -> None:
         self.config = config
         self.images = images
+        self.network = network
+        """The bridge network (netplugin's), if this node has one."""
         self.runc = Runc(config.runc, config.runc_root)
         self.supervisor = Supervisor()
         self.shims = ShimZygote(config.run_dir / "shim-zygote.log")  # spawned on first use
@@ -233,6 +243,7 @@ class Node:
             mounts=r.config.mounts,
             rootfs=str(c.rootfs),
             log_path=str(c.log_path),
+            ip_address=r.ip_address,
         )
 
     # ---- create and start ------------------------------------------------------------
@@ -256,8 +267,27 @@ class Node:
             self.images.pull(ref)  # as `docker run`: pull what is missing
             return self.images.get(ref)
 
+    def _resolve_network(self, req: ContainerCreate) -> ContainerCreate:
+        network = req.network
+        if network == "default":
+            network = "bridge" if self.network is not None else "none"
+        if network == "bridge" and self.network is None:
+            raise invalid(
+                "--network",
+                "bridge",
+                "this node has no bridge network (run netplugin, start the agent with --network-env)",
+            )
+        if req.publish and network != "bridge":
+            raise invalid(
+                "--publish",
+                req.publish[0],
+                f"ports can only be published on the bridge network, not {network}",
+            )
+        return req.model_copy(update={"network": network})
+
     def container_run(self, req: ContainerCreate, start: bool) -> ContainerInfo:
         self._check_policy(req)
+        req = self._resolve_network(req)
         image = self._resolve_image(req.image)
         args = _process_args(req, image)
         cid = secrets.token_hex(32)
@@ -274,6 +304,8 @@ class Node:
         except BaseException:
             with self._lock:
                 self._names.pop(name, None)
+            if req.network == "bridge" and self.network is not None:
+                self.network.disconnect(cid)
             unmount(directory / "rootfs")
             shutil.rmtree(directory, ignore_errors=True)
             raise
@@ -324,6 +356,9 @@ class Node:
             stop_signal=req.stop_signal or image.config.stop_signal or "SIGTERM",
             cgroups_path=f"/{self.config.cgroup_parent}/{cid}",
         )
+        if req.network == "bridge" and self.network is not None:
+            connection = self.network.connect(cid, parse_publish(req.publish))
+            record.netns_path, record.ip_address = connection.netns_path, str(connection.ip.ip)
         c = Container(record, directory)
         c.save()
         return c
@@ -349,7 +384,8 @@ class Node:
                 rootfs=c.rootfs,
                 mounts=oci_mounts(r.config.mounts, self.config, c.rootfs),
                 resources=r.config.resources,
-                network=r.config.network,
+                network="host" if r.config.network == "host" else "none",
+                netns_path=r.netns_path or None,
                 privileged=r.config.privileged,
                 cap_add=r.config.cap_add,
                 cgroups_path=r.cgroups_path,
@@ -536,6 +572,8 @@ class Node:
             if c.live():
                 self._halt(c, "SIGKILL", 0)
             self.runc.delete(c.id, force=True)
+            if c.record.netns_path and self.network is not None:
+                self.network.disconnect(c.id)
             unmount(c.rootfs)
             shutil.rmtree(c.dir, ignore_errors=True)
             self._end_followers(c)

@@ -137,6 +137,8 @@ class OciInputs:
     mounts: Sequence[OciMount] = ()
     resources: Resources = field(default_factory=Resources)
     network: Literal["none", "host"] = "none"
+    netns_path: str | None = None
+    """With network "none": join this existing namespace (set up by the node network) instead of a new one."""
     privileged: bool = False
     cap_add: Sequence[str] = ()
     no_new_privileges: bool = True
@@ -232,7 +234,9 @@ def build_oci_spec(inp: OciInputs, machine: str | None = None) -> dict[str, Any]
     caps = capabilities(inp.privileged, inp.cap_add)
     nofile = inp.nofile if inp.nofile is not None else default_nofile()
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if inp.network == "none":
+    if inp.netns_path is not None:
+        namespaces.append({"type": "network", "path": inp.netns_path})
+    elif inp.network == "none":
         namespaces.append({"type": "network"})  # a new netns: runc brings up only lo
     linux: dict[str, Any] = {
         "cgroupsPath": inp.cgroups_path,

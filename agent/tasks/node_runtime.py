@@ -31,6 +31,8 @@ def container_request(assignment: Assignment) -> ContainerCreate:
             nano_cpus=limits.nano_cpus or None,
             pids_limit=limits.pids or None,
         ),
+        # Host-mode published ports; they need the node's bridge network (the default when it has one).
+        publish=[f"{p.published}:{p.target}/{p.protocol}" for p in spec.ports],
     )
 
 

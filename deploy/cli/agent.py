@@ -130,6 +130,22 @@ def agent(
             help="The node counts as down this long after its agent stops renewing its lease.",
         ),
     ] = 3.0,
+    network_env: Annotated[
+        str | None,
+        typer.Option(
+            "--network-env",
+            metavar="PATH",
+            help="netplugin's subnet.env: containers then join the node's bridge network by default.",
+        ),
+    ] = None,
+    network_netns: Annotated[
+        str | None,
+        typer.Option(
+            "--network-netns",
+            metavar="NAME",
+            help="The network namespace netplugin treats as this node's host (the local lab).",
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent in the foreground until SIGTERM or Ctrl-C.
 
@@ -171,6 +187,13 @@ def agent(
     memory = parse_size("--advertise-memory", advertise_memory) if advertise_memory else machine_memory()
     if not node_ttl >= 1:
         raise invalid("--node-ttl", node_ttl, "must be at least 1 second (etcd's smallest lease)")
+    if network_env is not None and not Path(network_env).is_file():
+        raise invalid("--network-env", network_env, "no such file (netplugin writes it once it has a subnet)")
+    if network_netns is not None:
+        if network_env is None:
+            raise invalid("--network-netns", network_netns, "only applies with --network-env")
+        if not Path("/run/netns", network_netns).exists():
+            raise invalid("--network-netns", network_netns, "no such network namespace")
     config = AgentConfig(
         state_dir=Path(absolute(state_dir)),
         run_dir=Path(absolute(run_dir)),
@@ -192,6 +215,8 @@ def agent(
         advertise_cpus=advertise_cpus if advertise_cpus is not None else machine_cpus(),
         advertise_memory=memory,
         node_ttl=node_ttl,
+        network_env=Path(absolute(network_env)) if network_env else None,
+        network_netns=network_netns,
     )
     # Imported here: the daemon pulls in the whole runtime, which no client command needs.
     daemon = importlib.import_module("agent.daemon")

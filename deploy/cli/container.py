@@ -135,6 +135,7 @@ def build_request(
     label: list[str] | None,
     privileged: bool,
     cap_add: list[str] | None,
+    publish: list[str] | None = None,
 ) -> ContainerCreate:
     """Flags -> the API's request, validated exactly as the agent will (minus its policy)."""
     from agent.models import (
@@ -150,8 +151,8 @@ def build_request(
         validate_create,
     )
 
-    if network not in ("none", "host"):
-        raise invalid("--network", network, "expected none or host")
+    if network not in ("default", "none", "host", "bridge"):
+        raise invalid("--network", network, "expected default, bridge, none or host")
     check_workdir("--workdir", workdir)
     env_items = [item for path in env_file or [] for item in read_env_file(path)]
     env_items += [_host_env(item) for item in env or []]
@@ -181,6 +182,7 @@ def build_request(
             pids_limit=parse_pids_limit(pids_limit) if pids_limit is not None else None,
         ),
         network=network,
+        publish=publish or [],
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
         labels=labels,
@@ -231,7 +233,20 @@ def run(
     pids_limit: Annotated[
         str | None, typer.Option("--pids-limit", metavar="N", help="Maximum number of processes.")
     ] = None,
-    network: Annotated[str, typer.Option("--network", metavar="MODE", help="none or host.")] = "none",
+    network: Annotated[
+        str,
+        typer.Option(
+            "--network",
+            metavar="MODE",
+            help="default (the node's bridge network if it has one, else none), bridge, none or host.",
+        ),
+    ] = "default",
+    publish: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p", "--publish", metavar="HOST:CONTAINER[/udp]", help="Publish a port on the node (repeatable)."
+        ),
+    ] = None,
     entrypoint: Annotated[
         str | None, typer.Option("--entrypoint", metavar="CMD", help="Replace the image's entrypoint.")
     ] = None,
@@ -266,6 +281,7 @@ def run(
     req = build_request(
         image, command, name, env, env_file, volume, tmpfs, mount, restart, memory, cpus, pids_limit,
         network, entrypoint, workdir, user, hostname, stop_signal, stop_timeout, label, privileged, cap_add,
+        publish,
     )  # fmt: skip
     start = ctx.info_name != "create"
     agent = client(ctx)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from typer.main import get_command
 
-from deploy.cli import agent, container, controller, image
+from deploy.cli import agent, container, controller, image, netplugin
 from deploy.cli.common import DEFAULT_HOST, HOST_ENV, ShoalGroup, set_host
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app.add_typer(container.app, name="container")
 app.add_typer(image.app, name="image")
 app.command("agent")(agent.agent)
 app.command("controller")(controller.controller)
+app.command("netplugin")(netplugin.netplugin)
+app.add_typer(netplugin.network_app, name="network")
 
 
 @app.callback()

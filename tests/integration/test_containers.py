@@ -105,6 +105,8 @@ def test_bad_input_is_refused_and_leaves_nothing(agent: AgentProcess, tmp_path: 
         (["-v", "/etc:/host-etc"], 3),
         (["--privileged"], 3),
         (["--network", "host"], 3),
+        (["--network", "bridge"], 3),  # this agent has no bridge network
+        (["-p", "8080:80"], 3),  # so nothing can be published either
     ]
     for flags, code in cases:
         result = agent.cli("container", "run", "-d", *flags, "busybox", "true", check=False)

@@ -135,6 +135,8 @@ class AgentProcess:
                 capture_output=True,
                 check=False,
             )
+            if data.get("netns_path"):  # a bridge-network container's namespace (and its veth)
+                subprocess.run(["ip", "netns", "delete", Path(data["netns_path"]).name], check=False)
             unmount(record.parent / "rootfs")
         for controller in CGROUP_ROOT.iterdir():
             parent = controller / self.prefix

@@ -108,6 +108,9 @@ def test_network_none_vs_host() -> None:
     assert ns("host") == ["pid", "ipc", "uts", "mount"]
     with pytest.raises(InvalidArgument, match="--network"):
         build(network="bridge")
+    # The bridge network: runc joins the namespace the node network prepared.
+    joined = build(network="none", netns_path="/run/netns/shoal-abc")["linux"]["namespaces"]
+    assert joined[-1] == {"type": "network", "path": "/run/netns/shoal-abc"}
 
 
 def test_user_mounts_replace_defaults() -> None:

@@ -1,0 +1,1 @@
+"""Overlay backends (vxlan, host-gw, direct routing) turning subnet leases into data-plane entries."""
