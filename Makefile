@@ -25,6 +25,9 @@ bench: setup
 	$(PY) -m bench.container_start
 	$(PY) -m bench.scheduling
 	$(PY) -m bench.failover
+	$(PY) -m bench.overlay_routes
+	$(PY) -m bench.net_attach
+	$(PY) -m bench.net_throughput
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,11 +4,13 @@ namespaces, plugged into a lab host's bridge, talking over it and published on i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from agent.models import ContainerCreate
 from netplugin.dataplane.links import Links
 from netplugin.env import SubnetEnv
 from netplugin.ipam import Ipam
@@ -105,3 +107,25 @@ def test_a_container_keeps_its_address_across_restarts_and_agent_restarts(agent:
         interval=0.2,
         what="the restarted container on its old address",
     )
+
+
+def test_250_containers_created_and_removed_leave_no_address_veth_or_netns(
+    agent: AgentProcess, lab: Lab, tmp_path: Path
+) -> None:
+    client = agent.client()
+    request = ContainerCreate(image="busybox", command=["sleep", "600"])
+
+    def create_and_remove(_: int) -> str:
+        info = client.container_run(request, start=True)
+        assert IPv4Address(info.ip_address) in SUBNET
+        client.container_remove(info.id, force=True)
+        return info.ip_address
+
+    with ThreadPoolExecutor(4) as pool:
+        addresses = list(pool.map(create_and_remove, range(250)))
+    assert len(addresses) == 250
+    assert client.container_list(all=True) == []
+    assert Ipam(tmp_path / "state" / "network" / "ipam", SUBNET).allocations() == {}
+    with Links(lab.host(1).netns) as links:
+        assert links.names("vs") == []
+    assert not [p.name for p in Path("/run/netns").iterdir() if p.name.startswith("shoal-")]

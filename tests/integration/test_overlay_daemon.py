@@ -4,12 +4,10 @@ restart leave the kernel state and running flows alone."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -17,59 +15,15 @@ import pytest
 
 from netplugin.attach import attach
 from netplugin.dataplane.links import Links
-from netplugin.env import SubnetEnv, read_subnet_env
+from netplugin.env import SubnetEnv
 from netplugin.ipam import Ipam
 from tests.integration.test_overlay import ECHO_CLIENT, ECHO_SERVER, STREAM_CLIENT
 from tests.support.agent import wait_for
 from tests.support.etcd import EtcdServer
-from tests.support.lab import ContainerNs, Lab, LabHost, make_container_ns
+from tests.support.lab import ContainerNs, Lab, make_container_ns
+from tests.support.netplugin import SHOAL, Daemon
 
-SHOAL = str(Path(sys.executable).parent / "shoal")
 PY = sys.executable
-
-
-@dataclass
-class Daemon:
-    host: LabHost
-    base: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def subnet_file(self) -> Path:
-        return self.base / "subnet.env"
-
-    def start(self, endpoint: str, prefix: str) -> None:
-        argv = [SHOAL, "netplugin", "--etcd", endpoint, "--public-ip", str(self.host.public_ip)]
-        argv += ["--netns", self.host.netns, "--prefix", prefix, "--lease-ttl", "5"]
-        argv += ["--state-dir", str(self.base / "state"), "--subnet-file", str(self.subnet_file)]
-        with (self.base / "netplugin.log").open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-    def env(self) -> SubnetEnv:
-        def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log()
-            return self.subnet_file.exists()
-
-        wait_for(up, timeout=30, what=f"netplugin on {self.host.netns} to write {self.subnet_file}")
-        env = read_subnet_env(self.subnet_file)
-        assert env is not None
-        return env
-
-    def log(self) -> str:
-        return (self.base / "netplugin.log").read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM, by our own pid; SIGKILL if it does not go."""
-        if self.proc is None:
-            return 0
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        return proc.wait()
 
 
 @pytest.fixture(scope="module")

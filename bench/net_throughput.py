@@ -1,0 +1,390 @@
+"""Container-to-container TCP throughput and request/response latency across two lab hosts.
+
+    python -m bench.net_throughput [--seconds 5] [--runs 3]
+
+Five paths, all built before the first measurement and measured in the same run, each in its own
+lab (so every path has the machine's same underlay, 10.250.0.0/24, inside its own namespaces):
+
+  veth            two namespaces joined by one veth pair: the kernel's baseline
+  hand host-gw    two hosts on the lab switch, each with a bridge and a veth into a container
+                  netns, and a route to the peer's container subnet via the peer's underlay IP
+                  (`ip` commands only)
+  hand vxlan      the same plus a vxlan device (VNI 1, port 8472, nolearning, MTU underlay - 50)
+                  and per peer a static FDB entry, a permanent neighbour and an onlink route
+                  (`ip`/`bridge` commands only), laid out as Shoal's backend lays it out
+  shoal host-gw   the deployed plugin: real etcd, `shoal network config set --backend ...`, one
+  shoal vxlan     `shoal netplugin --netns` per host, container stand-ins attached with
+                  netplugin.attach (as tests/integration/test_overlay_daemon.py does)
+
+Container interfaces get the same MTU in the hand-built and Shoal paths (1500 host-gw, 1450
+vxlan). Throughput: `iperf3 -c IP -t SECONDS -J` against a one-shot `iperf3 -s -1` in the other
+container, end.sum_received.bits_per_second, median of `--runs`. Latency: a 1-byte TCP ping-pong
+(TCP_NODELAY), 2000 round trips after 200 of warm-up per run, p50/p99 over all runs' samples.
+The runs are interleaved (round r runs iperf on every path, then the ping-pong on every path,
+starting from a rotating one) so machine noise lands on all paths alike. One difference the
+hand-built paths do not copy: the Shoal daemon installs its iptables chains (masquerade + FORWARD
+accept) in each host netns, so netfilter/conntrack hooks run on Shoal's forwarded packets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from controller.store.etcd_server import EtcdServer
+from netplugin.attach import attach
+from netplugin.dataplane.links import Links
+from netplugin.ipam import Ipam
+from tests.support.agent import wait_for
+from tests.support.lab import ContainerNs, Lab, LabHost, lab_names_in_use, make_container_ns
+from tests.support.netplugin import Daemon, set_network_config
+
+PY = sys.executable
+# Ports inside our own fresh container namespaces: nothing else can hold them there.
+IPERF_PORT = 5201
+RR_PORT = 7100
+RR_TRIPS = 2000
+RR_WARMUP = 200
+UNDERLAY_MTU = 1500
+VXLAN_MTU = UNDERLAY_MTU - 50
+VNI = 1
+VXLAN_PORT = 8472
+
+RR_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while b := c.recv(1):
+    c.sendall(b)
+"""
+# Prints the round-trip times (ns) of the timed trips as one JSON list.
+RR_CLIENT = """
+import json, socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+trips, warmup = int(sys.argv[3]), int(sys.argv[4])
+clock, send, recv = time.perf_counter_ns, c.sendall, c.recv
+for _ in range(warmup):
+    send(b"x")
+    if not recv(1):
+        sys.exit("server closed during warm-up")
+out = []
+for _ in range(trips):
+    t0 = clock()
+    send(b"x")
+    if not recv(1):
+        sys.exit("server closed")
+    out.append(clock() - t0)
+print(json.dumps(out))
+"""
+# Exit 0 once the address answers at all (a refused connection is an answer: the path works).
+REACHABLE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 9), timeout=1).close()
+except ConnectionRefusedError:
+    pass
+except OSError:
+    sys.exit(1)
+"""
+
+
+@dataclass
+class Endpoints:
+    """One path under test: a client container, a server container and the server's address."""
+
+    label: str
+    lab: Lab
+    client: ContainerNs
+    server: ContainerNs
+    server_ip: IPv4Address
+    mtu: int
+    gbps: list[float] = field(default_factory=list)
+    rtt_ns: list[int] = field(default_factory=list)
+
+
+# ---- building the paths ------------------------------------------------------------------------
+
+
+def build_veth(stack: ExitStack) -> Endpoints:
+    lab = stack.enter_context(Lab(hosts=1))
+    a, b = make_container_ns(lab, 1), make_container_ns(lab, 1)
+    mtu = str(UNDERLAY_MTU)
+    pair = ["ip", "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", "eth0", "mtu", mtu]
+    lab.exec(a, [*pair, "netns", b.name])  # made inside `a`, the peer straight into `b`
+    for ns, ip in ((a, "10.243.0.1/24"), (b, "10.243.0.2/24")):
+        lab.exec(ns, ["ip", "addr", "add", ip, "dev", "eth0"])
+        lab.exec(ns, ["ip", "link", "set", "eth0", "up"])
+    return Endpoints("veth", lab, a, b, IPv4Address("10.243.0.2"), UNDERLAY_MTU)
+
+
+def _hand_container(
+    lab: Lab, host: LabHost, subnet: IPv4Network, mtu: int
+) -> tuple[ContainerNs, IPv4Address]:
+    """Bridge `hb0` (gateway .1) in the host netns, a veth into a fresh container netns (.2)."""
+    gateway, ip = subnet.network_address + 1, subnet.network_address + 2
+    c = make_container_ns(lab, host)
+    m = str(mtu)
+    lab.exec(host, ["ip", "link", "add", "hb0", "mtu", m, "type", "bridge"])
+    lab.exec(host, ["ip", "addr", "add", f"{gateway}/{subnet.prefixlen}", "dev", "hb0"])
+    lab.exec(host, ["ip", "link", "set", "hb0", "up"])
+    veth = ["ip", "link", "add", "vc1", "mtu", m, "type", "veth", "peer", "name", "eth0", "mtu", m]
+    lab.exec(host, [*veth, "netns", c.name])
+    lab.exec(c, ["ip", "addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0"])
+    lab.exec(c, ["ip", "link", "set", "eth0", "up"])
+    lab.exec(c, ["ip", "route", "add", "default", "via", str(gateway)])
+    lab.exec(host, ["ip", "link", "set", "vc1", "master", "hb0", "up"])
+    return c, ip
+
+
+def build_hand_hostgw(stack: ExitStack) -> Endpoints:
+    lab = stack.enter_context(Lab(hosts=2))
+    h1, h2 = lab.host(1), lab.host(2)
+    s1, s2 = IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24")
+    c1, _ = _hand_container(lab, h1, s1, UNDERLAY_MTU)
+    c2, ip2 = _hand_container(lab, h2, s2, UNDERLAY_MTU)
+    for host, peer, peer_subnet in ((h1, h2, s2), (h2, h1, s1)):
+        lab.exec(
+            host, ["ip", "route", "add", str(peer_subnet), "via", str(peer.public_ip), "dev", host.iface]
+        )
+    return Endpoints("hand host-gw", lab, c1, c2, ip2, UNDERLAY_MTU)
+
+
+def build_hand_vxlan(stack: ExitStack) -> Endpoints:
+    lab = stack.enter_context(Lab(hosts=2))
+    h1, h2 = lab.host(1), lab.host(2)
+    subnets = {1: IPv4Network("10.245.1.0/24"), 2: IPv4Network("10.245.2.0/24")}
+    macs = {1: "02:5a:00:00:00:01", 2: "02:5a:00:00:00:02"}
+    c1, _ = _hand_container(lab, h1, subnets[1], VXLAN_MTU)
+    c2, ip2 = _hand_container(lab, h2, subnets[2], VXLAN_MTU)
+    for host, peer in ((h1, h2), (h2, h1)):
+        vx = ["ip", "link", "add", "vx1", "address", macs[host.index], "mtu", str(VXLAN_MTU), "type", "vxlan"]
+        vx += ["id", str(VNI), "dstport", str(VXLAN_PORT), "local", str(host.public_ip), "dev", host.iface]
+        lab.exec(host, [*vx, "nolearning"])
+        # As Shoal (and flannel): the subnet's .0/32 on the device, the source of the node's own traffic.
+        lab.exec(host, ["ip", "addr", "add", f"{subnets[host.index].network_address}/32", "dev", "vx1"])
+        lab.exec(host, ["ip", "link", "set", "vx1", "up"])
+        peer_subnet, peer_mac = subnets[peer.index], macs[peer.index]
+        gw = str(peer_subnet.network_address)
+        fdb = [
+            "bridge",
+            "fdb",
+            "append",
+            peer_mac,
+            "dev",
+            "vx1",
+            "dst",
+            str(peer.public_ip),
+            "self",
+            "permanent",
+        ]
+        lab.exec(host, fdb)
+        neigh = ["ip", "neigh", "replace", gw, "lladdr", peer_mac, "dev", "vx1", "nud", "permanent"]
+        lab.exec(host, neigh)
+        lab.exec(host, ["ip", "route", "add", str(peer_subnet), "via", gw, "dev", "vx1", "onlink"])
+    return Endpoints("hand vxlan", lab, c1, c2, ip2, VXLAN_MTU)
+
+
+def build_shoal(stack: ExitStack, endpoint: str, base: Path, backend: str) -> Endpoints:
+    prefix = f"/shoalbench-{uuid.uuid4().hex[:8]}/network"
+    network = "10.246.0.0/16" if backend == "host-gw" else "10.247.0.0/16"
+    set_network_config(endpoint, prefix, network, "--backend", backend)
+    lab = stack.enter_context(Lab(hosts=2))
+    daemons = [Daemon(h, base / h.netns) for h in lab.all_hosts]
+    for d in daemons:
+        d.base.mkdir(parents=True)
+        stack.callback(d.stop)  # runs before the lab's teardown (LIFO)
+        d.start(endpoint, prefix)
+    expected = UNDERLAY_MTU if backend == "host-gw" else VXLAN_MTU
+    attached: list[tuple[ContainerNs, IPv4Address]] = []
+    for d in daemons:
+        env = d.env()
+        if env.mtu != expected:
+            raise RuntimeError(f"shoal {backend} on {d.host.netns}: MTU {env.mtu}, expected {expected}")
+        c = make_container_ns(lab, d.host)
+        with Links(d.host.netns) as links:
+            a = attach(links, Ipam(d.base / "ipam", env.subnet), c.name, c.path, "shoal0", env.mtu)
+        attached.append((c, a.ip.ip))
+    (c1, _), (c2, ip2) = attached
+    return Endpoints(f"shoal {backend}", lab, c1, c2, ip2, expected)
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def wait_reachable(path: Endpoints) -> None:
+    def answers() -> bool:
+        argv = [PY, "-c", REACHABLE, str(path.server_ip)]
+        return path.lab.exec(path.client, argv, check=False).returncode == 0
+
+    wait_for(answers, timeout=60, interval=0.2, what=f"{path.label}: {path.server_ip} reachable")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """The server should be gone by itself; if not, kill it by its own pid."""
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def iperf(path: Endpoints, seconds: int) -> float:
+    """Gbit/s received by the server, one `iperf3 -c` run against a one-shot server."""
+    lab, ip = path.lab, str(path.server_ip)
+    server = lab.popen(
+        path.server,
+        ["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def listening() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"{path.label}: iperf3 server exited with {server.returncode}")
+            ss = lab.exec(path.server, ["ss", "-Hltn", f"sport = :{IPERF_PORT}"]).stdout
+            return bool(ss.strip())
+
+        wait_for(listening, timeout=10, what=f"{path.label}: iperf3 server")
+        argv = ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+        res = lab.exec(path.client, argv, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"{path.label}: iperf3 client failed: {res.stdout[-500:]} {res.stderr}")
+        bps = float(json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"])
+    finally:
+        _stop(server)
+    return bps / 1e9
+
+
+def ping_pong(path: Endpoints) -> list[int]:
+    """Round-trip times (ns) of RR_TRIPS 1-byte exchanges on one TCP connection."""
+    lab, ip = path.lab, str(path.server_ip)
+    server = lab.popen(path.server, [PY, "-c", RR_SERVER, ip, str(RR_PORT)], stdout=subprocess.PIPE)
+    try:
+        if server.stdout is None or server.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"{path.label}: ping-pong server did not start")
+        argv = [PY, "-c", RR_CLIENT, ip, str(RR_PORT), str(RR_TRIPS), str(RR_WARMUP)]
+        res = lab.exec(path.client, argv, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"{path.label}: ping-pong client failed: {res.stderr.strip()}")
+        samples: list[int] = json.loads(res.stdout)
+    finally:
+        _stop(server)
+    return samples
+
+
+def pct_us(samples: list[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] / 1000
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+
+def report(paths: list[Endpoints], seconds: int, runs: int) -> None:
+    by = {p.label: p for p in paths}
+    gbps = {p.label: statistics.median(p.gbps) for p in paths}
+    p50 = {p.label: pct_us(p.rtt_ns, 0.5) for p in paths}
+    p99 = {p.label: pct_us(p.rtt_ns, 0.99) for p in paths}
+    base = gbps["veth"]
+    print(f"container-to-container across two lab hosts: iperf3 {seconds}s x {runs} (median),")
+    print(f"TCP 1-byte ping-pong {RR_TRIPS} trips x {runs} (pooled)")
+    head = f"{'path':15} {'MTU':>5} {'Gbit/s':>7} {'vs veth':>8} {'RR p50 us':>10} {'RR p99 us':>10}"
+    print(f"{head}  runs Gbit/s")
+    for p in paths:
+        runs_text = " ".join(f"{g:.2f}" for g in p.gbps)
+        line = f"{p.label:15} {p.mtu:5} {gbps[p.label]:7.2f} {gbps[p.label] / base:8.2f}"
+        print(f"{line} {p50[p.label]:10.1f} {p99[p.label]:10.1f}  {runs_text}")
+    ratios: dict[str, dict[str, float]] = {}
+    for kind in ("host-gw", "vxlan"):
+        shoal, hand = f"shoal {kind}", f"hand {kind}"
+        ratios[kind] = {
+            "throughput": round(gbps[shoal] / gbps[hand], 3),
+            "rr_p50": round(p50[shoal] / p50[hand], 3),
+            "rr_p99": round(p99[shoal] / p99[hand], 3),
+        }
+        r = ratios[kind]
+        verdict = "ok" if r["throughput"] >= 0.95 else "BELOW TARGET"
+        print(
+            f"shoal {kind} / hand-built {kind}: throughput {r['throughput']:.3f} (target >= 0.95: {verdict}),"
+            f" RR p50 latency {r['rr_p50']:.3f}x, p99 {r['rr_p99']:.3f}x"
+        )
+    out = {
+        "seconds": seconds,
+        "runs": runs,
+        "rr_trips": RR_TRIPS,
+        "paths": {
+            label: {
+                "mtu": by[label].mtu,
+                "gbps": round(gbps[label], 3),
+                "gbps_runs": [round(g, 3) for g in by[label].gbps],
+                "vs_veth": round(gbps[label] / base, 3),
+                "rr_p50_us": round(p50[label], 1),
+                "rr_p99_us": round(p99[label], 1),
+            }
+            for label in gbps
+        },
+        "shoal_vs_hand": ratios,
+    }
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("iperf3") is None:
+        raise SystemExit("iperf3 not found: install it (apt-get install iperf3)")
+    base = Path(tempfile.mkdtemp(prefix="shoalbench-tput-"))
+    prefixes: list[str] = []
+    try:
+        with ExitStack() as stack:
+            endpoint = stack.enter_context(EtcdServer(base / "etcd", name_prefix="shoalbench-")).endpoint
+            builders: list[Callable[[], Endpoints]] = [
+                lambda: build_veth(stack),
+                lambda: build_hand_hostgw(stack),
+                lambda: build_hand_vxlan(stack),
+                lambda: build_shoal(stack, endpoint, base, "host-gw"),
+                lambda: build_shoal(stack, endpoint, base, "vxlan"),
+            ]
+            paths: list[Endpoints] = []
+            for build in builders:
+                path = build()
+                prefixes.append(path.lab.prefix)
+                paths.append(path)
+            for path in paths:
+                wait_reachable(path)
+            for r in range(args.runs):
+                order = paths[r % len(paths) :] + paths[: r % len(paths)]
+                for path in order:
+                    path.gbps.append(iperf(path, args.seconds))
+                for path in order:  # not right after a bulk transfer on the same path
+                    path.rtt_ns += ping_pong(path)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        left = [name for prefix in prefixes for name in lab_names_in_use(prefix)]
+        if left:
+            print(f"WARNING: namespaces left behind: {left}", file=sys.stderr)
+    report(paths, args.seconds, args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Containers on different hosts reach each other by IP: real etcd, one `shoal netplugin` and one
+`shoal agent` per lab host, busybox containers run by runc on each host's bridge network."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from tests.support.agent import AgentProcess, wait_for
+from tests.support.etcd import EtcdServer
+from tests.support.lab import Lab
+from tests.support.netplugin import Daemon, set_network_config
+from tests.support.registry import Registry
+
+SERVE = "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+LEASE_TTL = 3
+
+
+@dataclass
+class Host:
+    plugin: Daemon
+    agent: AgentProcess
+
+
+@pytest.fixture(params=["vxlan", "host-gw"])
+def hosts(request: pytest.FixtureRequest, tmp_path: Path, registry: Registry) -> Iterator[list[Host]]:
+    backend: str = request.param
+    prefix = f"/shoaltest-{uuid.uuid4().hex[:8]}/network"
+    with EtcdServer(tmp_path / "etcd") as etcd, Lab(hosts=3) as lab:
+        set_network_config(etcd.endpoint, prefix, "10.244.0.0/16", "--backend", backend)
+        started: list[Host] = []
+        try:
+            for h in lab.all_hosts:
+                base = tmp_path / h.netns
+                base.mkdir()
+                plugin = Daemon(h, base)
+                plugin.start(etcd.endpoint, prefix, lease_ttl=LEASE_TTL)
+                plugin.env()  # waits for the lease, the bridge and subnet.env
+                flags = ["--network-env", str(plugin.subnet_file), "--network-netns", h.netns]
+                agent = AgentProcess(base, registry.host, [*flags, "--stop-timeout", "1"])
+                started.append(Host(plugin, agent))
+                agent.start()
+            yield started
+        finally:
+            for host in started:
+                host.agent.teardown()
+                host.plugin.stop()
+
+
+def fetch(agent: AgentProcess, url: str) -> str:
+    out = agent.cli("container", "run", "--name", "probe", "busybox", "wget", "-qO-", url, check=False)
+    agent.cli("container", "rm", "-f", "probe", check=False)
+    return out.stdout.strip()
+
+
+def routes(host: Host) -> str:
+    result = subprocess.run(
+        ["ip", "-n", host.plugin.host.netns, "route"], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def test_containers_on_different_hosts_talk_and_a_dead_host_leaves_no_route(hosts: list[Host]) -> None:
+    servers = []
+    for i, host in enumerate(hosts, start=1):
+        host.agent.cli(
+            "container", "run", "-d", "--name", "web", "--hostname", f"web{i}", "busybox", "sh", "-c", SERVE
+        )
+        servers.append(host.agent.inspect("web")["ip_address"])
+    subnets = {IPv4Network(f"{ip}/24", strict=False) for ip in servers}
+    assert len(subnets) == 3  # one subnet per host
+
+    # Every host's containers reach every other host's, by the container's own IP.
+    for src in range(3):
+        for dst in range(3):
+            if src != dst:
+                wait_for(
+                    lambda s=src, d=dst: (
+                        fetch(hosts[s].agent, f"http://{servers[d]}/") == f"hello from web{d + 1}"
+                    ),
+                    timeout=30,
+                    interval=0.2,
+                    what=f"host {src + 1} -> the container on host {dst + 1}",
+                )
+
+    # Host 3's plugin dies: its lease is no longer renewed and, once it expires, the route to its
+    # subnet is gone from the other hosts.
+    dead = str(IPv4Network(f"{servers[2]}/24", strict=False))
+    assert all(dead in routes(h) for h in hosts[:2])
+    hosts[2].plugin.kill9()
+    for host in hosts[:2]:
+        wait_for(
+            lambda h=host: dead not in routes(h), timeout=LEASE_TTL + 10, what=f"the route to {dead} removed"
+        )
+    assert fetch(hosts[0].agent, f"http://{servers[1]}/") == "hello from web2"  # the living still talk
