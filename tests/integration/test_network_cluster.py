@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,9 +60,12 @@ def fetch(agent: AgentProcess, url: str) -> str:
     return out.stdout.strip()
 
 
-def routes(host: Host) -> str:
+def kernel_state(host: Host) -> str:
+    """The node's routes, and for vxlan its device's neighbours and FDB entries, as `ip` shows them."""
+    netns = host.plugin.host.netns
+    script = "ip route; ip neigh show dev shoal.1 2>/dev/null; bridge fdb show dev shoal.1 2>/dev/null; true"
     result = subprocess.run(
-        ["ip", "-n", host.plugin.host.netns, "route"], capture_output=True, text=True, check=True
+        ["ip", "netns", "exec", netns, "sh", "-c", script], capture_output=True, text=True
     )
     return result.stdout
 
@@ -89,13 +93,19 @@ def test_containers_on_different_hosts_talk_and_a_dead_host_leaves_no_route(host
                     what=f"host {src + 1} -> the container on host {dst + 1}",
                 )
 
-    # Host 3's plugin dies: its lease is no longer renewed and, once it expires, the route to its
-    # subnet is gone from the other hosts.
-    dead = str(IPv4Network(f"{servers[2]}/24", strict=False))
-    assert all(dead in routes(h) for h in hosts[:2])
-    hosts[2].plugin.kill9()
+    # Host 3's plugin dies: its lease is no longer renewed and, once it expires, its route (and for
+    # vxlan its neighbour and FDB entry) is gone from the other hosts.
+    dead = hosts[2].plugin
+    dead_subnet = IPv4Network(f"{servers[2]}/24", strict=False)
+    traces = [str(dead_subnet), f"{dead_subnet.network_address} ", f"dst {dead.host.public_ip} "]
+    assert all(str(dead_subnet) in kernel_state(h) for h in hosts[:2])
+    killed = time.monotonic()
+    dead.kill9()
     for host in hosts[:2]:
         wait_for(
-            lambda h=host: dead not in routes(h), timeout=LEASE_TTL + 10, what=f"the route to {dead} removed"
+            lambda h=host: not any(t in kernel_state(h) for t in traces),
+            timeout=LEASE_TTL + 10,
+            what=f"{dead_subnet}'s entries removed",
         )
+    print(f"\nnetplugin kill -9 -> its entries gone from the others after {time.monotonic() - killed:.2f} s")
     assert fetch(hosts[0].agent, f"http://{servers[1]}/") == "hello from web2"  # the living still talk
