@@ -113,8 +113,14 @@ def test_agent_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert (config.runc, config.default_registry) == ("/usr/bin/runc", "127.0.0.1:5000")
     assert config.backoff == BackoffSettings(initial=0.5, factor=3, cap=30, reset_after=5)
 
+    env = tmp_path / "subnet.env"
+    env.write_text("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\n")
+    networked = shoal("unix:///unused", "agent", "--network-env", "subnet.env")
+    assert networked.exit_code == 0, networked.output
+    assert (seen[1].network_env, seen[1].network_netns) == (env, None)
+
     defaults = shoal("unix:///unused", "agent")
-    assert defaults.exit_code == 0 and seen[1] == AgentConfig()
+    assert defaults.exit_code == 0 and seen[2] == AgentConfig()
 
 
 def test_bad_agent_flags_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +132,8 @@ def test_bad_agent_flags_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
         ["--restart-delay", "0"],
         ["--restart-factor", "0.5"],
         ["--restart-max-delay", "0.01"],
+        ["--network-env", "/nonexistent/subnet.env"],
+        ["--network-netns", "some-ns"],  # without --network-env
     ):
         result = shoal("unix:///unused", "agent", *flags)
         assert result.exit_code == 3, (flags, result.output)
