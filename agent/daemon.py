@@ -66,6 +66,7 @@ class _Cluster:
             nano_cpus=int(config.advertise_cpus * 1e9),
             memory_bytes=config.advertise_memory,
             labels=dict(config.node_labels),
+            agent_api=f"unix://{config.socket_path}",
         )
         self.registration = NodeRegistration(self.store, info, config.node_ttl, config.lease_file)
         writer = SingleStatusWriter(self.store)

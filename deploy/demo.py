@@ -1,153 +1,105 @@
-"""`make demo`: a one-node Shoal with a few containers, driven through the real `shoal` CLI.
+"""`make demo`: a 3-host lab (`shoal lab up`) running a demo stack through the controller's API.
 
-Starts (or reuses) a local registry seeded with busybox and an agent on the default paths
-(/var/lib/shoal, /run/shoal), so afterwards plain `shoal container ps` works. Until the
-multi-host lab exists this is the single-node demo. `python -m deploy.demo down` removes it.
+web: busybox httpd, 3 replicas spread over the hosts, each page naming its container; client:
+fetches every web replica across hosts through the overlay, every 2 s. Safe to run again: the
+lab and the services are reused. `python -m deploy.demo down` removes the lab (`shoal lab down`).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from agent.client import AgentClient
-from agent.config import AgentConfig
-from agent.errors import ShoalError
-from deploy.registry import Registry, push_busybox
+from agent.errors import NotFound
+from controller.api.types import ServiceSpec, Task
+from controller.client import ControlClient
+from deploy.lab.lab import DEFAULT_STATE_DIR, STATE_DIR_ENV, require
 
-DEMO_DIR = Path("/var/lib/shoal-demo")
-PIDS = Path("/run/shoal-demo")
 SHOAL = str(Path(sys.executable).parent / "shoal")
-CONTAINERS = [
-    ["--name", "web", "--restart", "always", "busybox", "httpd", "-f", "-p", "8080", "-h", "/var/www"],
-    [
-        "--name",
-        "ticker",
-        "--restart",
-        "unless-stopped",
-        "--memory",
-        "32m",
-        "busybox",
-        "sh",
-        "-c",
-        "while true; do echo tick $(date +%T); sleep 2; done",
-    ],
-    ["--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo trying; exit 3"],
-]
+SERVE = "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+FETCH = (
+    'while true; do for ip in $WEB; do wget -qO- "http://$ip/" || echo "no answer from $ip"; done;'
+    " sleep 2; done"
+)
 
 
 def say(text: str) -> None:
     print(f"\n\033[1m{text}\033[0m", flush=True)
 
 
-def shoal(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def shoal(*args: str) -> None:
     print(f"$ shoal {shlex.join(args)}", flush=True)
-    result = subprocess.run([SHOAL, *args], text=True, capture_output=True)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    if check and result.returncode != 0:
+    result = subprocess.run([SHOAL, *args])
+    if result.returncode != 0:
         raise SystemExit(f"demo: `shoal {' '.join(args)}` failed with exit code {result.returncode}")
-    return result
 
 
-def _alive(pid_file: Path, program: str) -> int:
-    """The pid recorded in `pid_file` if that process still runs `program`, else 0."""
+def ensure(client: ControlClient, spec: ServiceSpec) -> None:
     try:
-        pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return 0
-    return pid if program.encode() in cmdline else 0
+        client.inspect_service(spec.name)
+    except NotFound:
+        client.create_service(spec)
 
 
-def _agent_ready(config: AgentConfig) -> bool:
-    try:
-        AgentClient(config.socket_path).container_list(all=True)
-        return True
-    except ShoalError:
-        return False
+def running(client: ControlClient, service: str, count: int, timeout: float = 60) -> list[Task]:
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = [t for t in client.list_tasks(service) if t.desired_state == "running"]
+        if len(tasks) == count and all(t.state == "running" for t in tasks):
+            return tasks
+        if time.monotonic() > deadline:
+            states = ", ".join(f"{t.node_id or '-'}: {t.state} {t.message}".strip() for t in tasks)
+            raise SystemExit(f"demo: {service} did not converge in {timeout:g}s ({states})")
+        time.sleep(0.2)
 
 
 def up() -> None:
-    PIDS.mkdir(parents=True, exist_ok=True)
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    config = AgentConfig()
-    registry_host_file = DEMO_DIR / "registry.host"
-    if not (_alive(PIDS / "registry.pid", "docker-registry") and registry_host_file.exists()):
-        say("Starting a local OCI registry (Debian's docker-registry) on 127.0.0.1 and pushing busybox")
-        registry = Registry(DEMO_DIR / "registry").start()
-        assert registry._proc is not None
-        (PIDS / "registry.pid").write_text(str(registry._proc.pid))
-        registry_host_file.write_text(registry.host)
-        push_busybox(registry, DEMO_DIR / "seed")
-    registry_host = registry_host_file.read_text().strip()
-
-    if not _agent_ready(config):
-        say(f"Starting the node agent (state in {config.state_dir}, API on unix://{config.socket_path})")
-        with (DEMO_DIR / "agent.log").open("ab") as log:
-            agent = subprocess.Popen(
-                [SHOAL, "agent", "--default-registry", registry_host],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the agent outlives `make demo`
-            )
-        (PIDS / "agent.pid").write_text(str(agent.pid))
-        deadline = time.monotonic() + 20
-        while not _agent_ready(config):
-            if agent.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"demo: the agent did not start; see {DEMO_DIR / 'agent.log'}")
-            time.sleep(0.1)
-
-    say("Running containers from the busybox image (pulled from the local registry on first use)")
-    existing = {c.name for c in AgentClient(config.socket_path).container_list(all=True)}
-    for args in CONTAINERS:
-        if args[1] not in existing:
-            shoal("container", "run", "-d", *args)
-    time.sleep(2.5)
-
+    say("Building a 3-host lab: namespaces on an underlay bridge, etcd, registry, controller, agents")
+    shoal("lab", "up", "--nodes", "3")
+    state = require(Path(os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR)))
+    sockets = {n.name: Path(n.socket) for n in state.nodes}
+    with ControlClient(state.controllers[0].listen) as client:
+        say("Deploying web (busybox httpd, 3 replicas, spread over the hosts)")
+        ensure(client, ServiceSpec(name="web", image="busybox", replicas=3, command=["sh", "-c", SERVE]))
+        web = running(client, "web", 3)
+        ips = []
+        for task in web:
+            with AgentClient(sockets[task.node_id]) as agent:
+                ips.append(agent.container_inspect(task.container_id).ip_address)
+            print(f"  web.{task.slot} on {task.node_id}: {ips[-1]}")
+        say("Deploying client (fetches every web replica across hosts, every 2 s)")
+        env = [f"WEB={' '.join(ips)}"]
+        ensure(client, ServiceSpec(name="client", image="busybox", env=env, command=["sh", "-c", FETCH]))
+        (task,) = running(client, "client", 1)
+        time.sleep(3)  # let it make a round of fetches to show
+        say(f"The client's log (it runs on {task.node_id})")
+        with AgentClient(sockets[task.node_id]) as agent:
+            for entry in agent.container_logs(task.container_id, tail=6, since=None, follow=False):
+                sys.stdout.write("  " + entry.line)
     say("What runs now")
-    shoal("container", "ps", "-a")
-    say("Serve a page from the web container and fetch it from inside it")
-    shoal("container", "exec", "web", "sh", "-c", "echo hello from shoal > /var/www/index.html")
-    shoal("container", "exec", "web", "wget", "-qO-", "http://127.0.0.1:8080/")
-    say("The flaky container was restarted twice by its on-failure:2 policy, then left exited")
-    shoal("container", "logs", "-t", "flaky")
-    say("Images on this node")
-    shoal("image", "ls")
-
+    shoal("lab", "status")
     print(
-        """
-Try next (the agent keeps running; containers survive an agent restart):
-  .venv/bin/shoal container logs -f ticker
-  .venv/bin/shoal container stats
-  .venv/bin/shoal container inspect web
-  kill -9 $(cat /run/shoal-demo/agent.pid)       # containers keep running; then restart the agent:
-  .venv/bin/shoal agent --default-registry $(cat /var/lib/shoal-demo/registry.host) &
-  .venv/bin/shoal container run --memory 16m busybox sh -c 'x=a; while :; do x=$x$x; done'; echo $?
+        f"""
+Try next (the context in ~/.shoal/context.json points at this lab's controller):
+  .venv/bin/shoal lab status -o json
+  .venv/bin/shoal lab stop-node node2       # kill -9 its agent: containers keep running
+  .venv/bin/shoal lab start-node node2
+  .venv/bin/shoal lab partition node3       # cut its underlay link; `heal node3` restores it
+  .venv/bin/shoal lab kill-controller --leader
+  .venv/bin/shoal --host unix://{sockets[task.node_id]} container logs -f {task.container_id[:12]}
+  .venv/bin/shoal --host unix://{sockets["node1"]} container ps
 Remove everything the demo made:  make demo-down
 """
     )
 
 
 def down() -> None:
-    client = AgentClient(AgentConfig().socket_path)
-    try:
-        for c in client.container_list(all=True):
-            client.container_remove(c.id, force=True)
-    except ShoalError as e:
-        print(f"demo: {e}", file=sys.stderr)
-    for name, program in (("agent", "shoal"), ("registry", "docker-registry")):
-        pid = _alive(PIDS / f"{name}.pid", program)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-        (PIDS / f"{name}.pid").unlink(missing_ok=True)
-    (DEMO_DIR / "registry.host").unlink(missing_ok=True)
-    print("demo removed")
+    shoal("lab", "down")
 
 
 def main() -> None:

@@ -124,6 +124,7 @@ class NodeRegistration:
                     "address": i.address,
                     "nano_cpus": i.nano_cpus,
                     "memory_bytes": i.memory_bytes,
+                    "agent_api": i.agent_api,
                 }
             )
             if updated == current and kv.value == keyspace.encode(current):

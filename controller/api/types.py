@@ -112,6 +112,8 @@ class NodeInfo(Model):
     availability: Availability = "active"
     ready: bool = True
     """Derived from the node's liveness lease, not stored with the node."""
+    agent_api: str = ""
+    """The node agent's API (`unix:///path/agent.sock`), for `shoal logs|exec` on its tasks."""
 
 
 TaskState = Literal[

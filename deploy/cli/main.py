@@ -14,7 +14,12 @@ from typing import Annotated
 import typer
 from typer.main import get_command
 
-from deploy.cli import agent, container, controller, image, netplugin
+from deploy.cli import agent, container, controller, image, netplugin, tasklogs
+from deploy.cli import events as events_cli
+from deploy.cli import lab as lab_cli
+from deploy.cli import node as node_cli
+from deploy.cli import service as service_cli
+from deploy.cli import stack as stack_cli
 from deploy.cli.common import DEFAULT_HOST, HOST_ENV, ShoalGroup, set_host
 
 app = typer.Typer(
@@ -33,6 +38,13 @@ app.command("agent")(agent.agent)
 app.command("controller")(controller.controller)
 app.command("netplugin")(netplugin.netplugin)
 app.add_typer(netplugin.network_app, name="network")
+app.add_typer(service_cli.app, name="service")
+app.add_typer(node_cli.app, name="node")
+app.add_typer(stack_cli.app, name="stack")
+app.command("events")(events_cli.events)
+app.command("logs")(tasklogs.task_logs)
+app.command("exec", context_settings={"allow_interspersed_args": False})(tasklogs.task_exec)
+app.add_typer(lab_cli.app, name="lab")
 
 
 @app.callback()

@@ -178,3 +178,29 @@ def images_table(images: Sequence[ImageInfo], no_trunc: bool = False) -> None:
             repo, name = split_repo_tag(tag)
             rows.append([repo, name, image_id, ago(image.created, now), human_size(image.size)])
     print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+
+
+# ---- cluster objects: json, yaml and tables ----------------------------------------------
+
+CLUSTER_FORMATS = ("table", "json", "yaml")
+
+
+def print_yaml(value: BaseModel | Sequence[BaseModel]) -> None:
+    """The same data as `-o json`, as YAML (block style, keys in field order)."""
+    from ruamel.yaml import YAML
+
+    if isinstance(value, Sequence):
+        data: Any = [item.model_dump(mode="json") for item in value]
+    else:
+        data = value.model_dump(mode="json")
+    yaml = YAML()  # round-trip mode: keeps the models' field order (safe mode sorts keys)
+    yaml.default_flow_style = False
+    yaml.dump(data, sys.stdout)
+
+
+def print_structured(value: BaseModel | Sequence[BaseModel], fmt: str) -> None:
+    """`-o json` or `-o yaml`."""
+    if fmt == "yaml":
+        print_yaml(value)
+    else:
+        print_json(value)

@@ -8,7 +8,6 @@ and cgroups under the unique prefix.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.client import AgentClient
-from agent.runtime.monitor import is_same_process
-from agent.runtime.rootfs import unmount
+from deploy.lab.cleanup import remove_agent_leftovers
 
 VENV_BIN = Path(sys.executable).parent
 SHOAL = str(VENV_BIN / "shoal")
@@ -120,31 +118,7 @@ class AgentProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        containers = self.state_dir / "containers"
-        for record in containers.glob("*/container.json") if containers.exists() else []:
-            try:
-                data = json.loads(record.read_text())
-            except (OSError, ValueError):
-                data = {}
-            shim_pid = data.get("shim_pid", 0)
-            if is_same_process(shim_pid, data.get("shim_start_ticks", 0)):
-                os.kill(shim_pid, signal.SIGKILL)
-            cid = record.parent.name
-            subprocess.run(
-                ["runc", "--root", str(self.run_dir / "runc"), "delete", "-f", cid],
-                capture_output=True,
-                check=False,
-            )
-            if data.get("netns_path"):  # a bridge-network container's namespace (and its veth)
-                subprocess.run(["ip", "netns", "delete", Path(data["netns_path"]).name], check=False)
-            unmount(record.parent / "rootfs")
-        for controller in CGROUP_ROOT.iterdir():
-            parent = controller / self.prefix
-            if parent.is_dir():
-                for child in parent.iterdir():
-                    if child.is_dir():
-                        _rmdir_quiet(child)
-                _rmdir_quiet(parent)
+        remove_agent_leftovers(self.state_dir, self.run_dir, self.prefix)
 
     def __enter__(self) -> AgentProcess:
         self.start()
@@ -154,13 +128,6 @@ class AgentProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.teardown()
-
-
-def _rmdir_quiet(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 def wait_for(

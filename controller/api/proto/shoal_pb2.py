@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n controller/api/proto/shoal.proto\x12\x08shoal.v1\x1a\x1cgoogle/protobuf/struct.proto\"H\n\x0fResourceAmounts\x12\x11\n\tnano_cpus\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04pids\x18\x03 \x01(\x03\"g\n\tResources\x12)\n\x06limits\x18\x01 \x01(\x0b\x32\x19.shoal.v1.ResourceAmounts\x12/\n\x0creservations\x18\x02 \x01(\x0b\x32\x19.shoal.v1.ResourceAmounts\"T\n\tPlacement\x12\x13\n\x0b\x63onstraints\x18\x01 \x03(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\x1d\n\x15max_replicas_per_node\x18\x03 \x01(\x03\"y\n\rRestartPolicy\x12\x16\n\tcondition\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x64\x65lay\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x03\x12\x0e\n\x06window\x18\x04 \x01(\x01\x42\x0c\n\n_conditionB\x08\n\x06_delay\"m\n\x08PortSpec\x12\x0e\n\x06target\x18\x01 \x01(\x03\x12\x11\n\tpublished\x18\x02 \x01(\x03\x12\x15\n\x08protocol\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04mode\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_protocolB\x07\n\x05_mode\"\xe8\x04\n\x0bServiceSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12+\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12.\n\nentrypoint\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x0b\n\x03\x65nv\x18\x05 \x03(\t\x12\x31\n\x06labels\x18\x06 \x03(\x0b\x32!.shoal.v1.ServiceSpec.LabelsEntry\x12\x11\n\x04mode\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08replicas\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11total_completions\x18\t \x01(\x03H\x02\x88\x01\x01\x12\x1b\n\x0emax_concurrent\x18\n \x01(\x03H\x03\x88\x01\x01\x12&\n\tresources\x18\x0b \x01(\x0b\x32\x13.shoal.v1.Resources\x12&\n\tplacement\x18\x0c \x01(\x0b\x32\x13.shoal.v1.Placement\x12/\n\x0erestart_policy\x18\r \x01(\x0b\x32\x17.shoal.v1.RestartPolicy\x12!\n\x05ports\x18\x0e \x03(\x0b\x32\x12.shoal.v1.PortSpec\x12\x17\n\nscheduling\x18\x0f \x01(\tH\x04\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_modeB\x0b\n\t_replicasB\x14\n\x12_total_completionsB\x11\n\x0f_max_concurrentB\r\n\x0b_scheduling\"\xb0\x01\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\x12\x14\n\x07version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x12\n\nupdated_at\x18\x05 \x01(\t\x12\x19\n\x0ctask_version\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_versionB\x0f\n\r_task_version\"\x8b\x02\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tnano_cpus\x18\x04 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x03\x12.\n\x06labels\x18\x06 \x03(\x0b\x32\x1e.shoal.v1.NodeInfo.LabelsEntry\x12\x19\n\x0c\x61vailability\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05ready\x18\x08 \x01(\x08H\x01\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_availabilityB\x08\n\x06_ready\"\xc4\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12\x14\n\x0cspec_version\x18\x04 \x01(\x03\x12\x0c\n\x04slot\x18\x05 \x01(\x03\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x1a\n\rdesired_state\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05state\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07message\x18\t \x01(\t\x12\x16\n\texit_code\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08restarts\x18\x0b \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x0c \x01(\t\x12\x12\n\ncreated_at\x18\r \x01(\t\x12\x12\n\nupdated_at\x18\x0e \x01(\tB\x10\n\x0e_desired_stateB\x08\n\x06_stateB\x0c\n\n_exit_code\"i\n\x0eServiceSummary\x12\"\n\x07service\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Service\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65sired\x18\x03 \x01(\x03\x12\x11\n\tcompleted\x18\x04 \x01(\x03\"\xcc\x01\n\x0c\x43lusterEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\r\n\x05state\x18\x08 \x01(\t\x12\x15\n\rdesired_state\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x12\n\x05ready\x18\x0b \x01(\x08H\x00\x88\x01\x01\x42\x08\n\x06_ready\";\n\x14\x43reateServiceRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\"k\n\x14UpdateServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\x12\x14\n\x07version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"$\n\x14RemoveServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15RemoveServiceResponse\"\x15\n\x13ListServicesRequest\"B\n\x14ListServicesResponse\x12*\n\x08services\x18\x01 \x03(\x0b\x32\x18.shoal.v1.ServiceSummary\"%\n\x15InspectServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x10ListTasksRequest\x12\x14\n\x07service\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04node\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_serviceB\x07\n\x05_node\"2\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Task\"\x12\n\x10ListNodesRequest\"6\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.shoal.v1.NodeInfo\"!\n\x12InspectNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xcd\x01\n\x11UpdateNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x19\n\x0c\x61vailability\x18\x02 \x01(\tH\x00\x88\x01\x01\x12<\n\tlabel_add\x18\x03 \x03(\x0b\x32).shoal.v1.UpdateNodeRequest.LabelAddEntry\x12\x10\n\x08label_rm\x18\x04 \x03(\t\x1a/\n\rLabelAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_availability\"\'\n\rEventsRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x03\x32\xc1\x05\n\x07\x43ontrol\x12\x42\n\rCreateService\x12\x1e.shoal.v1.CreateServiceRequest\x1a\x11.shoal.v1.Service\x12\x42\n\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x11.shoal.v1.Service\x12P\n\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12M\n\x0cListServices\x12\x1d.shoal.v1.ListServicesRequest\x1a\x1e.shoal.v1.ListServicesResponse\x12\x44\n\x0eInspectService\x12\x1f.shoal.v1.InspectServiceRequest\x1a\x11.shoal.v1.Service\x12\x44\n\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12\x44\n\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12?\n\x0bInspectNode\x12\x1c.shoal.v1.InspectNodeRequest\x1a\x12.shoal.v1.NodeInfo\x12=\n\nUpdateNode\x12\x1b.shoal.v1.UpdateNodeRequest\x1a\x12.shoal.v1.NodeInfo\x12;\n\x06\x45vents\x12\x17.shoal.v1.EventsRequest\x1a\x16.shoal.v1.ClusterEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n controller/api/proto/shoal.proto\x12\x08shoal.v1\x1a\x1cgoogle/protobuf/struct.proto\"H\n\x0fResourceAmounts\x12\x11\n\tnano_cpus\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04pids\x18\x03 \x01(\x03\"g\n\tResources\x12)\n\x06limits\x18\x01 \x01(\x0b\x32\x19.shoal.v1.ResourceAmounts\x12/\n\x0creservations\x18\x02 \x01(\x0b\x32\x19.shoal.v1.ResourceAmounts\"T\n\tPlacement\x12\x13\n\x0b\x63onstraints\x18\x01 \x03(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\x1d\n\x15max_replicas_per_node\x18\x03 \x01(\x03\"y\n\rRestartPolicy\x12\x16\n\tcondition\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x64\x65lay\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x03\x12\x0e\n\x06window\x18\x04 \x01(\x01\x42\x0c\n\n_conditionB\x08\n\x06_delay\"m\n\x08PortSpec\x12\x0e\n\x06target\x18\x01 \x01(\x03\x12\x11\n\tpublished\x18\x02 \x01(\x03\x12\x15\n\x08protocol\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04mode\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_protocolB\x07\n\x05_mode\"\xe8\x04\n\x0bServiceSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12+\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12.\n\nentrypoint\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x0b\n\x03\x65nv\x18\x05 \x03(\t\x12\x31\n\x06labels\x18\x06 \x03(\x0b\x32!.shoal.v1.ServiceSpec.LabelsEntry\x12\x11\n\x04mode\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08replicas\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11total_completions\x18\t \x01(\x03H\x02\x88\x01\x01\x12\x1b\n\x0emax_concurrent\x18\n \x01(\x03H\x03\x88\x01\x01\x12&\n\tresources\x18\x0b \x01(\x0b\x32\x13.shoal.v1.Resources\x12&\n\tplacement\x18\x0c \x01(\x0b\x32\x13.shoal.v1.Placement\x12/\n\x0erestart_policy\x18\r \x01(\x0b\x32\x17.shoal.v1.RestartPolicy\x12!\n\x05ports\x18\x0e \x03(\x0b\x32\x12.shoal.v1.PortSpec\x12\x17\n\nscheduling\x18\x0f \x01(\tH\x04\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_modeB\x0b\n\t_replicasB\x14\n\x12_total_completionsB\x11\n\x0f_max_concurrentB\r\n\x0b_scheduling\"\xb0\x01\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\x12\x14\n\x07version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x12\n\nupdated_at\x18\x05 \x01(\t\x12\x19\n\x0ctask_version\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_versionB\x0f\n\r_task_version\"\x9e\x02\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tnano_cpus\x18\x04 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x03\x12.\n\x06labels\x18\x06 \x03(\x0b\x32\x1e.shoal.v1.NodeInfo.LabelsEntry\x12\x19\n\x0c\x61vailability\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05ready\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\x11\n\tagent_api\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_availabilityB\x08\n\x06_ready\"\xc4\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12\x14\n\x0cspec_version\x18\x04 \x01(\x03\x12\x0c\n\x04slot\x18\x05 \x01(\x03\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x1a\n\rdesired_state\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05state\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07message\x18\t \x01(\t\x12\x16\n\texit_code\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08restarts\x18\x0b \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x0c \x01(\t\x12\x12\n\ncreated_at\x18\r \x01(\t\x12\x12\n\nupdated_at\x18\x0e \x01(\tB\x10\n\x0e_desired_stateB\x08\n\x06_stateB\x0c\n\n_exit_code\"i\n\x0eServiceSummary\x12\"\n\x07service\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Service\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65sired\x18\x03 \x01(\x03\x12\x11\n\tcompleted\x18\x04 \x01(\x03\"\xcc\x01\n\x0c\x43lusterEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\r\n\x05state\x18\x08 \x01(\t\x12\x15\n\rdesired_state\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x12\n\x05ready\x18\x0b \x01(\x08H\x00\x88\x01\x01\x42\x08\n\x06_ready\";\n\x14\x43reateServiceRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\"k\n\x14UpdateServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.shoal.v1.ServiceSpec\x12\x14\n\x07version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"$\n\x14RemoveServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15RemoveServiceResponse\"\x15\n\x13ListServicesRequest\"B\n\x14ListServicesResponse\x12*\n\x08services\x18\x01 \x03(\x0b\x32\x18.shoal.v1.ServiceSummary\"%\n\x15InspectServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x10ListTasksRequest\x12\x14\n\x07service\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04node\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_serviceB\x07\n\x05_node\"2\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Task\"\x12\n\x10ListNodesRequest\"6\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.shoal.v1.NodeInfo\"!\n\x12InspectNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xcd\x01\n\x11UpdateNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x19\n\x0c\x61vailability\x18\x02 \x01(\tH\x00\x88\x01\x01\x12<\n\tlabel_add\x18\x03 \x03(\x0b\x32).shoal.v1.UpdateNodeRequest.LabelAddEntry\x12\x10\n\x08label_rm\x18\x04 \x03(\t\x1a/\n\rLabelAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_availability\"\'\n\rEventsRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x03\x32\xc1\x05\n\x07\x43ontrol\x12\x42\n\rCreateService\x12\x1e.shoal.v1.CreateServiceRequest\x1a\x11.shoal.v1.Service\x12\x42\n\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x11.shoal.v1.Service\x12P\n\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12M\n\x0cListServices\x12\x1d.shoal.v1.ListServicesRequest\x1a\x1e.shoal.v1.ListServicesResponse\x12\x44\n\x0eInspectService\x12\x1f.shoal.v1.InspectServiceRequest\x1a\x11.shoal.v1.Service\x12\x44\n\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12\x44\n\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12?\n\x0bInspectNode\x12\x1c.shoal.v1.InspectNodeRequest\x1a\x12.shoal.v1.NodeInfo\x12=\n\nUpdateNode\x12\x1b.shoal.v1.UpdateNodeRequest\x1a\x12.shoal.v1.NodeInfo\x12;\n\x06\x45vents\x12\x17.shoal.v1.EventsRequest\x1a\x16.shoal.v1.ClusterEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,45 +55,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICE']._serialized_start=1195
   _globals['_SERVICE']._serialized_end=1371
   _globals['_NODEINFO']._serialized_start=1374
-  _globals['_NODEINFO']._serialized_end=1641
+  _globals['_NODEINFO']._serialized_end=1660
   _globals['_NODEINFO_LABELSENTRY']._serialized_start=1069
   _globals['_NODEINFO_LABELSENTRY']._serialized_end=1114
-  _globals['_TASK']._serialized_start=1644
-  _globals['_TASK']._serialized_end=1968
-  _globals['_SERVICESUMMARY']._serialized_start=1970
-  _globals['_SERVICESUMMARY']._serialized_end=2075
-  _globals['_CLUSTEREVENT']._serialized_start=2078
-  _globals['_CLUSTEREVENT']._serialized_end=2282
-  _globals['_CREATESERVICEREQUEST']._serialized_start=2284
-  _globals['_CREATESERVICEREQUEST']._serialized_end=2343
-  _globals['_UPDATESERVICEREQUEST']._serialized_start=2345
-  _globals['_UPDATESERVICEREQUEST']._serialized_end=2452
-  _globals['_REMOVESERVICEREQUEST']._serialized_start=2454
-  _globals['_REMOVESERVICEREQUEST']._serialized_end=2490
-  _globals['_REMOVESERVICERESPONSE']._serialized_start=2492
-  _globals['_REMOVESERVICERESPONSE']._serialized_end=2515
-  _globals['_LISTSERVICESREQUEST']._serialized_start=2517
-  _globals['_LISTSERVICESREQUEST']._serialized_end=2538
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=2540
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=2606
-  _globals['_INSPECTSERVICEREQUEST']._serialized_start=2608
-  _globals['_INSPECTSERVICEREQUEST']._serialized_end=2645
-  _globals['_LISTTASKSREQUEST']._serialized_start=2647
-  _globals['_LISTTASKSREQUEST']._serialized_end=2727
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2729
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2779
-  _globals['_LISTNODESREQUEST']._serialized_start=2781
-  _globals['_LISTNODESREQUEST']._serialized_end=2799
-  _globals['_LISTNODESRESPONSE']._serialized_start=2801
-  _globals['_LISTNODESRESPONSE']._serialized_end=2855
-  _globals['_INSPECTNODEREQUEST']._serialized_start=2857
-  _globals['_INSPECTNODEREQUEST']._serialized_end=2890
-  _globals['_UPDATENODEREQUEST']._serialized_start=2893
-  _globals['_UPDATENODEREQUEST']._serialized_end=3098
-  _globals['_UPDATENODEREQUEST_LABELADDENTRY']._serialized_start=3034
-  _globals['_UPDATENODEREQUEST_LABELADDENTRY']._serialized_end=3081
-  _globals['_EVENTSREQUEST']._serialized_start=3100
-  _globals['_EVENTSREQUEST']._serialized_end=3139
-  _globals['_CONTROL']._serialized_start=3142
-  _globals['_CONTROL']._serialized_end=3847
+  _globals['_TASK']._serialized_start=1663
+  _globals['_TASK']._serialized_end=1987
+  _globals['_SERVICESUMMARY']._serialized_start=1989
+  _globals['_SERVICESUMMARY']._serialized_end=2094
+  _globals['_CLUSTEREVENT']._serialized_start=2097
+  _globals['_CLUSTEREVENT']._serialized_end=2301
+  _globals['_CREATESERVICEREQUEST']._serialized_start=2303
+  _globals['_CREATESERVICEREQUEST']._serialized_end=2362
+  _globals['_UPDATESERVICEREQUEST']._serialized_start=2364
+  _globals['_UPDATESERVICEREQUEST']._serialized_end=2471
+  _globals['_REMOVESERVICEREQUEST']._serialized_start=2473
+  _globals['_REMOVESERVICEREQUEST']._serialized_end=2509
+  _globals['_REMOVESERVICERESPONSE']._serialized_start=2511
+  _globals['_REMOVESERVICERESPONSE']._serialized_end=2534
+  _globals['_LISTSERVICESREQUEST']._serialized_start=2536
+  _globals['_LISTSERVICESREQUEST']._serialized_end=2557
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=2559
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=2625
+  _globals['_INSPECTSERVICEREQUEST']._serialized_start=2627
+  _globals['_INSPECTSERVICEREQUEST']._serialized_end=2664
+  _globals['_LISTTASKSREQUEST']._serialized_start=2666
+  _globals['_LISTTASKSREQUEST']._serialized_end=2746
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2748
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2798
+  _globals['_LISTNODESREQUEST']._serialized_start=2800
+  _globals['_LISTNODESREQUEST']._serialized_end=2818
+  _globals['_LISTNODESRESPONSE']._serialized_start=2820
+  _globals['_LISTNODESRESPONSE']._serialized_end=2874
+  _globals['_INSPECTNODEREQUEST']._serialized_start=2876
+  _globals['_INSPECTNODEREQUEST']._serialized_end=2909
+  _globals['_UPDATENODEREQUEST']._serialized_start=2912
+  _globals['_UPDATENODEREQUEST']._serialized_end=3117
+  _globals['_UPDATENODEREQUEST_LABELADDENTRY']._serialized_start=3053
+  _globals['_UPDATENODEREQUEST_LABELADDENTRY']._serialized_end=3100
+  _globals['_EVENTSREQUEST']._serialized_start=3119
+  _globals['_EVENTSREQUEST']._serialized_end=3158
+  _globals['_CONTROL']._serialized_start=3161
+  _globals['_CONTROL']._serialized_end=3866
 # @@protoc_insertion_point(module_scope)

@@ -117,7 +117,7 @@ class Service(_message.Message):
     def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., task_version: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("id", "hostname", "address", "nano_cpus", "memory_bytes", "labels", "availability", "ready")
+    __slots__ = ("id", "hostname", "address", "nano_cpus", "memory_bytes", "labels", "availability", "ready", "agent_api")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class NodeInfo(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_API_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     address: str
@@ -141,7 +142,8 @@ class NodeInfo(_message.Message):
     labels: _containers.ScalarMap[str, str]
     availability: str
     ready: bool
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[str] = ..., ready: _Optional[bool] = ...) -> None: ...
+    agent_api: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[str] = ..., ready: _Optional[bool] = ..., agent_api: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("id", "service_id", "service_name", "spec_version", "slot", "node_id", "desired_state", "state", "message", "exit_code", "restarts", "container_id", "created_at", "updated_at")

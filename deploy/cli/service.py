@@ -1,0 +1,479 @@
+"""`shoal service ...`: services on the cluster, through the controller's API (like `docker service`).
+
+Commands that change a service wait until it converged (progress on stderr), unless --detach.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from deploy.cli.cluster import (
+    ControllerOpt,
+    DataFormat,
+    DataOutputOpt,
+    DetachOpt,
+    Format,
+    OutputOpt,
+    QuietOpt,
+    TimeoutOpt,
+    control,
+    set_controller,
+    wait_converged,
+)
+from deploy.cli.common import ShoalGroup, each
+
+if TYPE_CHECKING:
+    from controller.api.types import NodeInfo, Service, Task
+    from controller.api.views import ServiceSummary
+
+app = typer.Typer(
+    cls=ShoalGroup, help="Manage services on the cluster.", no_args_is_help=True, rich_markup_mode=None
+)
+
+# Everything after IMAGE belongs to the command: `service create busybox sh -c 'echo hi'`.
+_COMMAND_CONTEXT: dict[str, Any] = {"allow_interspersed_args": False}
+DEFAULT_TIMEOUT = 120.0
+
+
+@app.callback()
+def _group(ctx: typer.Context, controller: ControllerOpt = None) -> None:
+    set_controller(ctx, controller)
+
+
+# ---- the flags shared by create and update -----------------------------------------------
+
+ListOpt = list[str]
+
+
+def _opt(*names: str, metavar: str, help: str) -> Any:
+    return typer.Option(*names, metavar=metavar, help=help)
+
+
+# ---- create ------------------------------------------------------------------------------
+
+
+@app.command(context_settings=_COMMAND_CONTEXT)
+def create(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image, e.g. busybox.")],
+    command: Annotated[list[str] | None, typer.Argument(metavar="[COMMAND]...", help="Command.")] = None,
+    name: Annotated[str | None, _opt("--name", metavar="NAME", help="Service name (required).")] = None,
+    replicas: Annotated[int | None, _opt("--replicas", metavar="N", help="Tasks (job: completions).")] = None,
+    mode: Annotated[
+        str, _opt("--mode", metavar="MODE", help="replicated, global or replicated-job.")
+    ] = "replicated",
+    max_concurrent: Annotated[
+        int | None, _opt("--max-concurrent", metavar="N", help="Job: tasks running at once.")
+    ] = None,
+    entrypoint: Annotated[str | None, _opt("--entrypoint", metavar="CMD", help="Override it.")] = None,
+    env: Annotated[ListOpt | None, _opt("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
+    label: Annotated[ListOpt | None, _opt("--label", "-l", metavar="KEY=VALUE", help="Label.")] = None,
+    constraint: Annotated[
+        ListOpt | None, _opt("--constraint", metavar="EXPR", help="e.g. node.labels.zone==a")
+    ] = None,
+    placement_pref: Annotated[
+        ListOpt | None, _opt("--placement-pref", metavar="PREF", help="e.g. spread=node.labels.zone")
+    ] = None,
+    max_replicas_per_node: Annotated[
+        int | None, _opt("--max-replicas-per-node", metavar="N", help="0: no limit.")
+    ] = None,
+    reserve_memory: Annotated[str | None, _opt("--reserve-memory", metavar="SIZE", help="e.g. 64m")] = None,
+    reserve_cpu: Annotated[str | None, _opt("--reserve-cpu", metavar="CPUS", help="e.g. 0.5")] = None,
+    limit_memory: Annotated[str | None, _opt("--limit-memory", metavar="SIZE", help="e.g. 128m")] = None,
+    limit_cpu: Annotated[str | None, _opt("--limit-cpu", metavar="CPUS", help="e.g. 1.5")] = None,
+    limit_pids: Annotated[int | None, _opt("--limit-pids", metavar="N", help="Process limit.")] = None,
+    restart_condition: Annotated[
+        str | None, _opt("--restart-condition", metavar="COND", help="none, on-failure or any.")
+    ] = None,
+    restart_delay: Annotated[str | None, _opt("--restart-delay", metavar="DURATION", help="e.g. 5s")] = None,
+    restart_max_attempts: Annotated[
+        int | None, _opt("--restart-max-attempts", metavar="N", help="0: unlimited.")
+    ] = None,
+    restart_window: Annotated[
+        str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
+    ] = None,
+    publish: Annotated[
+        ListOpt | None, _opt("--publish", "-p", metavar="PUBLISHED:TARGET[/PROTO]", help="Publish a port.")
+    ] = None,
+    detach: DetachOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a service and wait until its tasks run (jobs: until they completed)."""
+    from agent.errors import invalid
+    from deploy.cli.service_flags import SpecFlags, build_spec
+
+    if not name:
+        raise invalid("--name", "", "a service name is required")
+    flags = SpecFlags(
+        image=image,
+        command=command or None,
+        entrypoint=entrypoint,
+        mode=mode,
+        replicas=replicas,
+        max_concurrent=max_concurrent,
+        env_add=env or [],
+        label_add=label or [],
+        constraint_add=constraint or [],
+        pref_add=placement_pref or [],
+        publish_add=publish or [],
+        max_replicas_per_node=max_replicas_per_node,
+        reserve_memory=reserve_memory,
+        reserve_cpu=reserve_cpu,
+        limit_memory=limit_memory,
+        limit_cpu=limit_cpu,
+        limit_pids=limit_pids,
+        restart_condition=restart_condition,
+        restart_delay=restart_delay,
+        restart_max_attempts=restart_max_attempts,
+        restart_window=restart_window,
+    )
+    spec = build_spec(name, flags)
+    client = control(ctx)
+    service = client.create_service(spec)
+    typer.echo(service.id)
+    if not detach:
+        wait_converged(client, service.spec.name, timeout, quiet)
+
+
+# ---- update / scale ----------------------------------------------------------------------
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    image: Annotated[str | None, _opt("--image", metavar="IMAGE", help="New image.")] = None,
+    args: Annotated[
+        str | None, _opt("--args", metavar="COMMAND", help="New command (split on spaces).")
+    ] = None,
+    entrypoint: Annotated[str | None, _opt("--entrypoint", metavar="CMD", help="New entrypoint.")] = None,
+    replicas: Annotated[int | None, _opt("--replicas", metavar="N", help="Tasks (job: completions).")] = None,
+    env_add: Annotated[ListOpt | None, _opt("--env-add", metavar="KEY=VALUE", help="Set a variable.")] = None,
+    env_rm: Annotated[ListOpt | None, _opt("--env-rm", metavar="KEY", help="Remove a variable.")] = None,
+    label_add: Annotated[
+        ListOpt | None, _opt("--label-add", metavar="KEY=VALUE", help="Add a label.")
+    ] = None,
+    label_rm: Annotated[ListOpt | None, _opt("--label-rm", metavar="KEY", help="Remove a label.")] = None,
+    constraint_add: Annotated[ListOpt | None, _opt("--constraint-add", metavar="EXPR", help="Add.")] = None,
+    constraint_rm: Annotated[ListOpt | None, _opt("--constraint-rm", metavar="EXPR", help="Remove.")] = None,
+    placement_pref_add: Annotated[
+        ListOpt | None, _opt("--placement-pref-add", metavar="PREF", help="Add.")
+    ] = None,
+    placement_pref_rm: Annotated[
+        ListOpt | None, _opt("--placement-pref-rm", metavar="PREF", help="Remove.")
+    ] = None,
+    publish_add: Annotated[
+        ListOpt | None, _opt("--publish-add", metavar="PUBLISHED:TARGET[/PROTO]", help="Publish a port.")
+    ] = None,
+    publish_rm: Annotated[
+        ListOpt | None, _opt("--publish-rm", metavar="PUBLISHED[/PROTO]", help="Unpublish a port.")
+    ] = None,
+    max_replicas_per_node: Annotated[
+        int | None, _opt("--max-replicas-per-node", metavar="N", help="0: no limit.")
+    ] = None,
+    reserve_memory: Annotated[str | None, _opt("--reserve-memory", metavar="SIZE", help="e.g. 64m")] = None,
+    reserve_cpu: Annotated[str | None, _opt("--reserve-cpu", metavar="CPUS", help="e.g. 0.5")] = None,
+    limit_memory: Annotated[str | None, _opt("--limit-memory", metavar="SIZE", help="e.g. 128m")] = None,
+    limit_cpu: Annotated[str | None, _opt("--limit-cpu", metavar="CPUS", help="e.g. 1.5")] = None,
+    limit_pids: Annotated[int | None, _opt("--limit-pids", metavar="N", help="Process limit.")] = None,
+    restart_condition: Annotated[
+        str | None, _opt("--restart-condition", metavar="COND", help="none, on-failure or any.")
+    ] = None,
+    restart_delay: Annotated[str | None, _opt("--restart-delay", metavar="DURATION", help="e.g. 5s")] = None,
+    restart_max_attempts: Annotated[
+        int | None, _opt("--restart-max-attempts", metavar="N", help="0: unlimited.")
+    ] = None,
+    restart_window: Annotated[
+        str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
+    ] = None,
+    detach: DetachOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    quiet: QuietOpt = False,
+) -> None:
+    """Change a service; tasks whose spec changed are replaced. Waits until it converged."""
+    from deploy.cli.service_flags import SpecFlags, apply_flags
+
+    flags = SpecFlags(
+        image=image,
+        command=args.split() if args is not None else None,
+        entrypoint=entrypoint,
+        replicas=replicas,
+        env_add=env_add or [],
+        env_rm=env_rm or [],
+        label_add=label_add or [],
+        label_rm=label_rm or [],
+        constraint_add=constraint_add or [],
+        constraint_rm=constraint_rm or [],
+        pref_add=placement_pref_add or [],
+        pref_rm=placement_pref_rm or [],
+        publish_add=publish_add or [],
+        publish_rm=publish_rm or [],
+        max_replicas_per_node=max_replicas_per_node,
+        reserve_memory=reserve_memory,
+        reserve_cpu=reserve_cpu,
+        limit_memory=limit_memory,
+        limit_cpu=limit_cpu,
+        limit_pids=limit_pids,
+        restart_condition=restart_condition,
+        restart_delay=restart_delay,
+        restart_max_attempts=restart_max_attempts,
+        restart_window=restart_window,
+    )
+    client = control(ctx)
+    current = client.inspect_service(service)
+    # Guarded on the version read: a concurrent change is a Conflict, not silently overwritten.
+    updated = client.update_service(current.spec.name, apply_flags(current.spec, flags), current.version)
+    typer.echo(updated.spec.name)
+    if not detach:
+        wait_converged(client, updated.spec.name, timeout, quiet)
+
+
+@app.command()
+def scale(
+    ctx: typer.Context,
+    pairs: Annotated[list[str], typer.Argument(metavar="SERVICE=REPLICAS...", help="e.g. web=5 api=2")],
+    detach: DetachOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    quiet: QuietOpt = False,
+) -> None:
+    """Set the replicas of one or more replicated services (jobs: their completions)."""
+    from agent.errors import invalid
+    from deploy.cli.service_flags import SpecFlags, apply_flags
+
+    wanted: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, count = pair.partition("=")
+        if not name or not sep or not count.isdigit():
+            raise invalid("SERVICE=REPLICAS", pair, "expected a name and a whole number, e.g. web=3")
+        wanted[name] = int(count)
+    client = control(ctx)
+    scaled: list[str] = []
+
+    def one(ref: str) -> None:
+        current = client.inspect_service(ref)
+        if current.spec.mode == "global":
+            raise invalid("SERVICE", ref, "a global service cannot be scaled")
+        spec = apply_flags(current.spec, SpecFlags(replicas=wanted[ref]))
+        client.update_service(current.spec.name, spec, current.version)
+        typer.echo(f"{current.spec.name} scaled to {wanted[ref]}")
+        scaled.append(current.spec.name)
+
+    each(wanted, one)  # exits non-zero after the others when one failed, as docker
+    if not detach:
+        for name in scaled:
+            wait_converged(client, name, timeout, quiet)
+
+
+# ---- rm ----------------------------------------------------------------------------------
+
+
+@app.command()
+def rm(
+    ctx: typer.Context,
+    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+) -> None:
+    """Remove services (their tasks are stopped and removed by the cluster)."""
+    client = control(ctx)
+
+    def one(ref: str) -> None:
+        client.remove_service(ref)
+        typer.echo(ref)
+
+    each(services, one)
+
+
+# ---- ls / inspect / ps -------------------------------------------------------------------
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    quiet: QuietOpt = False,
+    output: OutputOpt = Format.table,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", "-f", metavar="label=K[=V]|name=N", help="Filter.")
+    ] = None,
+) -> None:
+    """List services."""
+    from deploy.cli.output import print_structured
+
+    summaries = sorted(control(ctx).list_services(), key=lambda s: s.service.spec.name)
+    summaries = [s for s in summaries if _matches(s.service, filter_ or [])]
+    if quiet:
+        for s in summaries:
+            typer.echo(s.service.id)
+    elif output is Format.table:
+        services_table(summaries)
+    else:
+        print_structured(summaries, output.value)
+
+
+def _matches(service: Service, filters: list[str]) -> bool:
+    from agent.errors import invalid
+
+    for f in filters:
+        kind, _, value = f.partition("=")
+        if kind == "name":
+            if not service.spec.name.startswith(value):
+                return False
+        elif kind == "label":
+            key, sep, want = value.partition("=")
+            if key not in service.spec.labels or (sep and service.spec.labels[key] != want):
+                return False
+        else:
+            raise invalid("--filter", f, "expected name=PREFIX or label=KEY[=VALUE]")
+    return True
+
+
+@app.command()
+def inspect(
+    ctx: typer.Context,
+    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+    output: DataOutputOpt = DataFormat.json,
+) -> None:
+    """Show services in full (json or yaml), as a list."""
+    from agent.errors import ShoalError
+    from deploy.cli.common import report
+    from deploy.cli.output import print_structured
+
+    client = control(ctx)
+    found = []
+    first: ShoalError | None = None
+    for ref in services:
+        try:
+            found.append(client.inspect_service(ref))
+        except ShoalError as err:
+            report(err)
+            first = first or err
+    print_structured(found, output.value)
+    if first is not None:
+        raise typer.Exit(first.exit_code)
+
+
+@app.command()
+def ps(
+    ctx: typer.Context,
+    services: Annotated[list[str], typer.Argument(metavar="SERVICE...", help="Names or ids.")],
+    quiet: QuietOpt = False,
+    output: OutputOpt = Format.table,
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not shorten ids and errors.")] = False,
+) -> None:
+    """List the tasks of services, history included (older tasks of a slot indented under it)."""
+    from deploy.cli.output import print_structured
+
+    client = control(ctx)
+    tasks: list[Task] = []
+    specs: dict[str, Service] = {}
+    for ref in services:
+        service = client.inspect_service(ref)
+        specs[service.id] = service
+        tasks.extend(client.list_tasks(service.id))
+    if quiet:
+        for t in tasks:
+            typer.echo(t.id)
+    elif output is Format.table:
+        tasks_table(tasks, specs, {n.id: n for n in client.list_nodes()}, no_trunc)
+    else:
+        print_structured(tasks, output.value)
+
+
+# ---- logs --------------------------------------------------------------------------------
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep streaming.")] = False,
+    tail: Annotated[str, typer.Option("--tail", metavar="N", help="Lines from the end, or all.")] = "all",
+) -> None:
+    """The logs of a service's tasks on whatever nodes run them, each line prefixed by its task."""
+    from deploy.cli.tasklogs import service_logs
+
+    service_logs(control(ctx), service, follow, tail)
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+
+def replicas_column(s: ServiceSummary) -> str:
+    if s.service.spec.mode == "replicated-job":
+        return f"{s.running}/{s.service.spec.max_concurrent} ({s.completed}/{s.desired} completed)"
+    return f"{s.running}/{s.desired}"
+
+
+def ports_column(service: Service) -> str:
+    return ", ".join(f"*:{p.published}->{p.target}/{p.protocol}" for p in service.spec.ports)
+
+
+def services_table(summaries: list[ServiceSummary]) -> None:
+    from deploy.cli.output import print_table
+
+    rows = [
+        [
+            s.service.id,
+            s.service.spec.name,
+            s.service.spec.mode,
+            replicas_column(s),
+            s.service.spec.image,
+            ports_column(s.service),
+        ]
+        for s in summaries
+    ]
+    print_table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
+
+
+def task_rows(
+    tasks: list[Task],
+    services: dict[str, Service],
+    nodes: dict[str, NodeInfo],
+    no_trunc: bool = False,
+    now: datetime | None = None,
+) -> list[list[str]]:
+    """Docker's `service ps`: per slot (per node for global tasks) the newest task first, older
+    ones below it as history (`\\_ name`)."""
+    from deploy.cli.output import ago, ellipsis
+
+    now = now or datetime.now(UTC)
+    groups: dict[tuple[str, str, int, str], list[Task]] = {}
+    for t in tasks:
+        key = (t.service_name, t.service_id, t.slot, "" if t.slot else t.node_id)
+        groups.setdefault(key, []).append(t)
+    rows = []
+    for key in sorted(groups):
+        history = sorted(groups[key], key=lambda t: (t.created_at, t.id), reverse=True)
+        for i, t in enumerate(history):
+            service = services.get(t.service_id)
+            node = nodes.get(t.node_id)
+            name = f"{t.service_name}.{t.slot or t.node_id}"
+            state = t.state.capitalize()
+            when = ago(t.updated_at or t.created_at, now)
+            error = "" if t.state == "running" else t.message
+            rows.append(
+                [
+                    t.id,
+                    name if i == 0 else f" \\_ {name}",
+                    # Tasks do not record their image: only a task of the current spec is known to run it.
+                    service.spec.image if service and t.spec_version == service.task_version else "",
+                    (node.hostname if node else t.node_id) or "",
+                    t.desired_state.capitalize(),
+                    f"{state} {when}".strip(),
+                    error if no_trunc else ellipsis(error, 60),
+                    str(t.restarts),
+                    ports_column(service) if service and t.state == "running" else "",
+                ]
+            )
+    return rows
+
+
+def tasks_table(
+    tasks: list[Task], services: dict[str, Service], nodes: dict[str, NodeInfo], no_trunc: bool
+) -> None:
+    from deploy.cli.output import print_table
+
+    headers = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "RESTARTS", "PORTS"]
+    print_table(headers, task_rows(tasks, services, nodes, no_trunc))

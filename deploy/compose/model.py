@@ -1,0 +1,165 @@
+"""The part of the Compose specification a Shoal cluster honours, as pydantic models.
+
+`split_ignored` first takes out the keys a cluster cannot honour (they are listed in one
+warning); what remains must match these models exactly (unknown keys are errors there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool | None
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class RestartPolicyC(Strict):
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: str | float | None = None
+    max_attempts: int | None = Field(default=None, ge=0)
+    window: str | float | None = None
+
+
+class AmountsC(Strict):
+    cpus: str | float | None = None
+    memory: str | int | None = None
+    pids: int | None = Field(default=None, ge=0)
+
+
+class ResourcesC(Strict):
+    limits: AmountsC = AmountsC()
+    reservations: AmountsC = AmountsC()
+
+
+class PreferenceC(Strict):
+    spread: str
+
+
+class PlacementC(Strict):
+    constraints: list[str] = Field(default_factory=list)
+    preferences: list[PreferenceC] = Field(default_factory=list)
+    max_replicas_per_node: int | None = Field(default=None, ge=0)
+
+
+class DeployC(Strict):
+    mode: Literal["replicated", "global", "replicated-job"] = "replicated"
+    replicas: int | None = Field(default=None, ge=0)
+    restart_policy: RestartPolicyC | None = None
+    resources: ResourcesC = ResourcesC()
+    placement: PlacementC = PlacementC()
+    labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
+
+
+class PortC(Strict):
+    target: int = Field(ge=1, le=65535)
+    published: int | str | None = None
+    protocol: Literal["tcp", "udp"] = "tcp"
+    mode: Literal["host", "ingress"] = "ingress"
+    name: str | None = None
+    app_protocol: str | None = None
+
+
+class ServiceC(Strict):
+    image: str = Field(min_length=1)
+    command: str | list[str] | None = None
+    entrypoint: str | list[str] | None = None
+    environment: list[str] | dict[str, Scalar] = Field(default_factory=list)
+    env_file: str | list[str] = Field(default_factory=list)
+    ports: list[int | str | PortC] = Field(default_factory=list)
+    labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
+    deploy: DeployC = DeployC()
+
+
+class ComposeC(Strict):
+    services: dict[str, ServiceC] = Field(min_length=1)
+    name: str | None = None
+
+
+# Keys that are part of Compose but that a cluster (or Shoal's ServiceSpec, for now) cannot carry.
+IGNORED_TOP = {"version", "volumes", "networks", "configs", "secrets", "x-"}
+IGNORED_SERVICE = {
+    "build",
+    "depends_on",
+    "container_name",
+    "volumes",
+    "healthcheck",
+    "stop_grace_period",
+    "stop_signal",
+    "user",
+    "working_dir",
+    "networks",
+    "restart",
+    "hostname",
+    "links",
+    "external_links",
+    "network_mode",
+    "privileged",
+    "cap_add",
+    "cap_drop",
+    "devices",
+    "dns",
+    "dns_search",
+    "extra_hosts",
+    "logging",
+    "tmpfs",
+    "ulimits",
+    "init",
+    "tty",
+    "stdin_open",
+    "expose",
+    "secrets",
+    "configs",
+    "profiles",
+    "pull_policy",
+    "platform",
+    "read_only",
+    "shm_size",
+    "sysctls",
+    "security_opt",
+    "cgroup_parent",
+    "domainname",
+    "ipc",
+    "pid",
+    "mem_limit",
+    "cpus",
+    "mem_reservation",
+    "pids_limit",
+}
+IGNORED_DEPLOY = {"update_config", "rollback_config", "endpoint_mode"}
+
+
+def split_ignored(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The document without the ignorable keys, and those keys' paths (`services.web.build`)."""
+    ignored: list[str] = []
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in IGNORED_TOP or str(key).startswith("x-"):
+            if key != "version":  # obsolete, and harmless: Compose itself ignores it
+                ignored.append(str(key))
+            continue
+        out[key] = value
+    services = out.get("services")
+    if isinstance(services, dict):
+        cleaned: dict[str, Any] = {}
+        for name, service in services.items():
+            if not isinstance(service, dict):
+                cleaned[name] = service
+                continue
+            kept = {}
+            for key, value in service.items():
+                if key in IGNORED_SERVICE or str(key).startswith("x-"):
+                    ignored.append(f"services.{name}.{key}")
+                else:
+                    kept[key] = value
+            deploy = kept.get("deploy")
+            if isinstance(deploy, dict):
+                for key in sorted(set(deploy) & IGNORED_DEPLOY):
+                    ignored.append(f"services.{name}.deploy.{key}")
+                kept["deploy"] = {k: v for k, v in deploy.items() if k not in IGNORED_DEPLOY}
+            cleaned[name] = kept
+        out["services"] = cleaned
+    return out, ignored

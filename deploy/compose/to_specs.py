@@ -1,0 +1,261 @@
+"""A Compose file -> the ServiceSpecs of a stack (`<stack>_<service>`, labelled with the stack's
+namespace). Everything is checked before anything is returned: one bad value and no spec is."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.errors import InvalidArgument
+from controller.api.types import (
+    Placement,
+    PortSpec,
+    ResourceAmounts,
+    Resources,
+    RestartPolicy,
+    ServiceSpec,
+)
+from deploy.compose import NAMESPACE_LABEL
+from deploy.compose.interpolate import Interpolation
+from deploy.compose.load import compose_error, parse_yaml, read_text
+from deploy.compose.model import AmountsC, ComposeC, PortC, Scalar, ServiceC, split_ignored
+from deploy.values import parse_bytes, parse_cpus, parse_duration, parse_port
+
+MAX_ENV_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    specs: list[ServiceSpec]
+    ignored: list[str] = field(default_factory=list)
+    """Paths of keys that were ignored (one warning lists them)."""
+    unset: list[str] = field(default_factory=list)
+    """Variables used but not set (they became empty strings)."""
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.ignored:
+            out.append(
+                "Ignoring unsupported options: " + ", ".join(self.ignored) + " (a cluster cannot honour them)"
+            )
+        for name in self.unset:
+            out.append(f'The "{name}" variable is not set. Defaulting to a blank string.')
+        return out
+
+
+def load_stack(path: Path, stack: str, env: Mapping[str, str]) -> Stack:
+    file = str(path)
+    _check_stack_name(stack)
+    doc = parse_yaml(read_text(path), file)
+    if not isinstance(doc, dict):
+        raise compose_error(file, "", "expected a mapping with a services: section at the top")
+    interpolation = Interpolation(env, file)
+    doc = interpolation.value(doc, "")
+    cleaned, ignored = split_ignored(doc)
+    try:
+        model = ComposeC.model_validate(cleaned)
+    except ValidationError as exc:
+        raise _from_pydantic(file, cleaned, exc) from None
+    specs = [
+        _spec(file, path.parent, stack, name, service, env)
+        for name, service in sorted(model.services.items())
+    ]
+    return Stack(stack, specs, ignored, interpolation.unset)
+
+
+def _check_stack_name(stack: str) -> None:
+    from controller.api.validation import validate_name
+
+    try:
+        validate_name(stack)
+    except InvalidArgument as exc:
+        raise InvalidArgument(str(exc).replace("invalid name", "invalid stack name", 1)) from None
+
+
+def _from_pydantic(file: str, data: Any, exc: ValidationError) -> InvalidArgument:
+    """pydantic's first error, its location reduced to the keys the user wrote (union branches
+    like `list[str]` are pydantic's, not the file's)."""
+    first = exc.errors(include_url=False)[0]
+    path = ""
+    here = data
+    for part in first["loc"]:
+        if isinstance(here, dict) and part in here:
+            here = here[part]
+            path += f".{part}" if path else str(part)
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
+            path += f"[{part}]"
+        elif (
+            first["type"] in ("missing", "extra_forbidden")
+            and isinstance(part, str)
+            and part == first["loc"][-1]
+        ):
+            path += f".{part}" if path else part
+    if first["type"] == "missing":
+        return compose_error(file, path, "this field is required")
+    if first["type"] == "extra_forbidden":
+        return compose_error(file, path, "unknown key (not part of what Compose on a cluster accepts here)")
+    rule = first["msg"][:1].lower() + first["msg"][1:]
+    return compose_error(file, path, f"{here!r}: {rule}")
+
+
+def _spec(file: str, base: Path, stack: str, name: str, s: ServiceC, env: Mapping[str, str]) -> ServiceSpec:
+    where = f"services.{name}"
+
+    def wrap(field: str, fn: Any, *args: Any) -> Any:
+        """Run a value parser with the field named by its path in the file."""
+        try:
+            return fn(*args)
+        except InvalidArgument as exc:
+            raise compose_error(file, f"{where}.{field}", _rule_of(exc)) from None
+
+    d = s.deploy
+    labels = _mapping(file, f"{where}.labels", s.labels) | _mapping(file, f"{where}.deploy.labels", d.labels)
+    labels[NAMESPACE_LABEL] = stack
+    environment: dict[str, str] = {}
+    env_files = [s.env_file] if isinstance(s.env_file, str) else s.env_file
+    for i, env_file in enumerate(env_files):
+        environment |= _read_env_file(file, f"{where}.env_file[{i}]", base / env_file)
+    environment |= _environment(s.environment, env)
+    restart = RestartPolicy(condition="on-failure") if d.mode == "replicated-job" else RestartPolicy()
+    if d.restart_policy is not None:
+        rp = d.restart_policy
+        restart = RestartPolicy(
+            condition=rp.condition,
+            delay=restart.delay
+            if rp.delay is None
+            else wrap("deploy.restart_policy.delay", parse_duration, "delay", rp.delay),
+            max_attempts=rp.max_attempts or 0,
+            window=0.0
+            if rp.window is None
+            else wrap("deploy.restart_policy.window", parse_duration, "window", rp.window),
+        )
+    data: dict[str, Any] = {
+        "name": f"{stack}_{name}",
+        "image": s.image,
+        "command": _words(s.command),
+        "entrypoint": _words(s.entrypoint),
+        "env": [f"{k}={v}" for k, v in environment.items()],
+        "labels": labels,
+        "mode": d.mode,
+        "resources": Resources(
+            limits=_amounts(wrap, "deploy.resources.limits", d.resources.limits),
+            reservations=_amounts(wrap, "deploy.resources.reservations", d.resources.reservations),
+        ),
+        "placement": Placement(
+            constraints=list(d.placement.constraints),
+            preferences=[f"spread={p.spread}" for p in d.placement.preferences],
+            max_replicas_per_node=d.placement.max_replicas_per_node or 0,
+        ),
+        "restart_policy": restart,
+        "ports": [_port(wrap, i, p) for i, p in enumerate(s.ports)],
+    }
+    if d.mode == "replicated-job":
+        data["total_completions"] = 1 if d.replicas is None else d.replicas
+    elif d.replicas is not None:
+        data["replicas"] = d.replicas
+    spec = ServiceSpec.model_validate(data)
+    from controller.api.validation import validate_spec
+
+    try:
+        validate_spec(spec)
+    except InvalidArgument as exc:
+        raise compose_error(file, where, str(exc)) from None
+    return spec
+
+
+def _rule_of(exc: InvalidArgument) -> str:
+    """`invalid FIELD 'v': rule` -> `'v': rule` (the path replaces the field)."""
+    text = str(exc)
+    if text.startswith("invalid ") and " " in text[len("invalid ") :]:
+        return text[len("invalid ") :].split(" ", 1)[1]
+    return text
+
+
+def _words(value: str | list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return shlex.split(value) if isinstance(value, str) else list(value)
+
+
+def _scalar(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _mapping(file: str, path: str, value: list[str] | dict[str, Scalar]) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): _scalar(v) for k, v in value.items()}
+    out = {}
+    for i, item in enumerate(value):
+        key, _, val = item.partition("=")
+        if not key:
+            raise compose_error(file, f"{path}[{i}]", f"{item!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def _environment(value: list[str] | dict[str, Scalar], env: Mapping[str, str]) -> dict[str, str]:
+    """`KEY` alone (or `KEY:` with no value) takes the value from the deploying shell, if set."""
+    items = value.items() if isinstance(value, dict) else [_split_env(i) for i in value]
+    out: dict[str, str] = {}
+    for key, val in items:
+        if val is None:
+            if key in env:
+                out[str(key)] = env[key]
+        else:
+            out[str(key)] = _scalar(val)
+    return out
+
+
+def _split_env(item: str) -> tuple[str, str | None]:
+    key, sep, val = item.partition("=")
+    return key, val if sep else None
+
+
+def _read_env_file(file: str, path: str, env_file: Path) -> dict[str, str]:
+    try:
+        data = env_file.read_bytes()[: MAX_ENV_FILE_BYTES + 1]
+    except OSError as exc:
+        raise compose_error(file, path, f"cannot read {env_file}: {exc.strerror or exc}") from None
+    if len(data) > MAX_ENV_FILE_BYTES:
+        raise compose_error(file, path, f"{env_file} is larger than 1 MiB")
+    out: dict[str, str] = {}
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, val = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise compose_error(file, path, f"{env_file} line {n}: expected KEY=VALUE")
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+            val = val[1:-1]
+        out[key.strip()] = val
+    return out
+
+
+def _amounts(wrap: Any, field: str, a: AmountsC) -> ResourceAmounts:
+    return ResourceAmounts(
+        nano_cpus=0 if a.cpus is None else wrap(f"{field}.cpus", parse_cpus, "cpus", a.cpus),
+        memory_bytes=0 if a.memory is None else wrap(f"{field}.memory", parse_bytes, "memory", a.memory),
+        pids=a.pids or 0,
+    )
+
+
+def _port(wrap: Any, i: int, p: int | str | PortC) -> PortSpec:
+    field = f"ports[{i}]"
+    if isinstance(p, PortC):
+        published = p.target if p.published in (None, "") else p.published
+        text = f"{published}:{p.target}/{p.protocol}"
+    else:
+        text = str(p)
+    port: PortSpec = wrap(field, parse_port, "port", text)
+    return port
