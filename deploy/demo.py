@@ -86,6 +86,9 @@ def up() -> None:
     print(
         f"""
 Try next (the context in ~/.shoal/context.json points at this lab's controller):
+  .venv/bin/shoal service ls
+  .venv/bin/shoal service ps web
+  .venv/bin/shoal service scale web=5       # waits until the new tasks run
   .venv/bin/shoal lab status -o json
   .venv/bin/shoal lab stop-node node2       # kill -9 its agent: containers keep running
   .venv/bin/shoal lab start-node node2

@@ -5,6 +5,7 @@ Commands that change a service wait until it converged (progress on stderr), unl
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -439,6 +440,8 @@ def task_rows(
     from deploy.cli.output import ago, ellipsis
 
     now = now or datetime.now(UTC)
+    # Nodes sharing a hostname (several agents on one machine, as in the lab) are told apart by id.
+    shared = {h for h, n in Counter(node.hostname for node in nodes.values()).items() if n > 1}
     groups: dict[tuple[str, str, int, str], list[Task]] = {}
     for t in tasks:
         key = (t.service_name, t.service_id, t.slot, "" if t.slot else t.node_id)
@@ -459,7 +462,7 @@ def task_rows(
                     name if i == 0 else f" \\_ {name}",
                     # Tasks do not record their image: only a task of the current spec is known to run it.
                     service.spec.image if service and t.spec_version == service.task_version else "",
-                    (node.hostname if node else t.node_id) or "",
+                    (node.hostname if node and node.hostname not in shared else t.node_id) or "",
                     t.desired_state.capitalize(),
                     f"{state} {when}".strip(),
                     error if no_trunc else ellipsis(error, 60),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import InvalidArgument
-from controller.api.types import Service, ServiceSpec, Task
+from controller.api.types import NodeInfo, Service, ServiceSpec, Task
 from controller.api.views import ClusterEvent
 from deploy.cli.converge import progress
 from deploy.cli.events import event_line
@@ -173,6 +173,17 @@ def test_ps_rows_show_history_under_the_newest_task_of_a_slot() -> None:
     new = _task(1, "running").model_copy(update={"id": "new", "created_at": "2"})
     rows = task_rows([old, new], {"s1": _service()}, {})
     assert [r[:2] for r in rows] == [["new", "web.1"], ["old", " \\_ web.1"]]
+
+
+def test_ps_names_nodes_by_hostname_unless_several_share_it() -> None:
+    def node(node_id: str, hostname: str) -> NodeInfo:
+        return NodeInfo(id=node_id, hostname=hostname, address="10.0.0.1", nano_cpus=1, memory_bytes=1)
+
+    task = _task(1, "running").model_copy(update={"node_id": "n1"})
+    alone = {"n1": node("n1", "alpha"), "n2": node("n2", "beta")}
+    assert task_rows([task], {"s1": _service()}, alone)[0][3] == "alpha"
+    lab = {"n1": node("n1", "vm"), "n2": node("n2", "vm")}  # several agents on one machine
+    assert task_rows([task], {"s1": _service()}, lab)[0][3] == "n1"
 
 
 def test_event_lines() -> None:
