@@ -73,6 +73,11 @@ class ControlClient:
         request = pb.UpdateServiceRequest(name=name, spec=to_message(spec, pb.ServiceSpec()), version=version)
         return from_message(Service, self._unary("UpdateService", request, pb.Service))
 
+    def rollback_service(self, name: str) -> Service:
+        """Back to the spec before the last change (Conflict if there is none)."""
+        request = pb.RollbackServiceRequest(name=name)
+        return from_message(Service, self._unary("RollbackService", request, pb.Service))
+
     def remove_service(self, name: str) -> None:
         self._unary("RemoveService", pb.RemoveServiceRequest(name=name), pb.RemoveServiceResponse)
 
@@ -109,6 +114,10 @@ class ControlClient:
             ref=ref, availability=availability, label_add=dict(label_add or {}), label_rm=list(label_rm or [])
         )
         return from_message(NodeInfo, self._unary("UpdateNode", request, pb.NodeInfo))
+
+    def remove_node(self, ref: str, force: bool = False) -> None:
+        """Refused (Conflict) for a ready node unless `force`."""
+        self._unary("RemoveNode", pb.RemoveNodeRequest(ref=ref, force=force), pb.RemoveNodeResponse)
 
     # ---- events --------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 """An in-memory TaskRuntime: instant, scriptable through the spec's labels (hollow agents, unit tests).
 
-A container runs until stopped, unless the spec's labels say `shoal.fake.exit-after` (seconds)
-and `shoal.fake.exit-code`; then it exits by itself and the restart policy applies (restarts are
-immediate). Images named `invalid/...` cannot be pulled, so their tasks are rejected.
+A container runs until stopped, unless the spec's labels say `shoal.fake.exit-after` (seconds) and
+`shoal.fake.exit-code`; then it exits by itself and the restart policy applies (restarts are
+immediate). Each task's container gets a deterministic fake address (`fake_address`). Images named
+`invalid/...` cannot be pulled, so their tasks are rejected.
 tests/integration/test_task_runtime_contract.py holds it to the behaviour of NodeRuntime.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections.abc import Callable
@@ -55,6 +57,12 @@ def _script(assignment: Assignment) -> tuple[float | None, int]:
     return max(after, 0.0), code
 
 
+def fake_address(task_id: str) -> str:
+    """A deterministic 10.x.y.z address per task (hollow agents have no network)."""
+    a, b, c = hashlib.sha256(task_id.encode()).digest()[:3]
+    return f"10.{a}.{b}.{c % 254 + 1}"
+
+
 def _restarts(policy: RestartPolicy, exit_code: int, restart_count: int) -> bool:
     """The node's in-place restart rule (agent.restart.decide without the backoff)."""
     if policy.name == "no":
@@ -100,7 +108,9 @@ class FakeRuntime:
         with self._lock:
             if any(c.name == name for c in self._containers.values()):
                 raise Conflict(f'container name "{name}" is already in use')
-            view = TaskContainer(assignment.task.id, cid, "running", created=_now())
+            view = TaskContainer(
+                assignment.task.id, cid, "running", created=_now(), address=fake_address(assignment.task.id)
+            )
             c = _Container(view, name, restart_policy(assignment.spec.restart_policy), exit_after, exit_code)
             self._containers[cid] = c
             self._arm(c)

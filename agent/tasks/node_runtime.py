@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from agent.errors import NotFound
-from agent.models import ContainerCreate, ContainerInfo, Resources
+from agent.models import ContainerCreate, ContainerInfo, MountSpec, Resources
 from agent.node import Node
 from agent.tasks.runtime import TASK_ID, TaskContainer, container_name, restart_policy, task_labels
 from controller.api.types import Assignment
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def container_request(assignment: Assignment) -> ContainerCreate:
-    """What the node is asked to run for a task: the spec's image, process and limits."""
+    """What the node is asked to run for a task: the spec's image, process, mounts and limits."""
     spec = assignment.spec
     limits = spec.resources.limits
     return ContainerCreate(
@@ -24,6 +24,14 @@ def container_request(assignment: Assignment) -> ContainerCreate:
         command=spec.command,
         entrypoint=spec.entrypoint,
         env=list(spec.env),
+        working_dir=spec.working_dir,
+        user=spec.user,
+        mounts=[
+            MountSpec(type=m.type, source=m.source, target=m.target, read_only=m.read_only)
+            for m in spec.mounts
+        ],
+        stop_signal=spec.stop_signal,
+        stop_timeout=spec.stop_grace_period,
         labels=task_labels(assignment),
         restart=restart_policy(spec.restart_policy),
         resources=Resources(
@@ -51,6 +59,7 @@ def task_container(info: ContainerInfo) -> TaskContainer | None:
         manually_stopped=s.manually_stopped,
         error=s.error,
         created=info.created,
+        address=info.ip_address,
     )
 
 

@@ -110,6 +110,7 @@ def container_status(c: TaskContainer, wants_down: bool, now: str) -> TaskStatus
         "timestamp": now,
         "restarts": c.restart_count,
         "container_id": c.container_id,
+        "address": c.address,
     }
     if c.live:
         return TaskStatus(state="running", **base)

@@ -39,6 +39,8 @@ class TaskContainer:
     """Why it could not start or why its monitor failed; empty otherwise."""
     created: str = ""
     """Creation time (ISO 8601, UTC): the newest container of a task wins."""
+    address: str = ""
+    """Its IP address on the node's network; empty without one (or once it has stopped)."""
 
     @property
     def live(self) -> bool:

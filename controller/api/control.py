@@ -33,7 +33,7 @@ from controller.api.types import (
 from controller.api.validation import validate_name, validate_node_update, validate_spec
 from controller.api.views import ClusterEvent, EventsCompacted, ServiceSummary
 from controller.reconcile.task_facts import iso
-from controller.store.base import Compacted, KeyValue, Put, Store, absent, unchanged
+from controller.store.base import Compacted, Delete, KeyValue, Put, Store, absent, unchanged
 
 __all__ = ["ClusterEvent", "Control", "EventStream", "EventsCompacted", "ServiceSummary", "new_id"]
 
@@ -104,11 +104,35 @@ class Control:
                     "version": current.version + 1,
                     "task_version": task_version,
                     "updated_at": self._now(),
+                    "previous_spec": current.spec,
                 }
             )
             if self.store.txn([unchanged(key, kv.mod_revision)], [Put(key, ks.encode(updated))]).succeeded:
                 return updated
             # Someone else wrote in between: re-read. With a version, the next pass reports it.
+        raise Conflict(f"service {name} is being updated concurrently; try again")
+
+    def rollback_service(self, name: str) -> Service:
+        """Swap the service's spec and previous spec (a second rollback undoes the first), as a new
+        version; tasks are replaced only if what they run differs. Conflict without a previous spec."""
+        service_name = self.inspect_service(name).spec.name  # by name or id
+        key = ks.service_key(service_name)
+        for _ in range(WRITE_ATTEMPTS):
+            kv, current = self._service_at(key, name)
+            previous = current.previous_spec
+            if previous is None:
+                raise Conflict(f"service {service_name} has no previous spec to roll back to")
+            rolled = current.model_copy(
+                update={
+                    "spec": previous,
+                    "previous_spec": current.spec,
+                    "version": current.version + 1,
+                    "task_version": current.task_version + changes_tasks(current.spec, previous),
+                    "updated_at": self._now(),
+                }
+            )
+            if self.store.txn([unchanged(key, kv.mod_revision)], [Put(key, ks.encode(rolled))]).succeeded:
+                return rolled
         raise Conflict(f"service {name} is being updated concurrently; try again")
 
     def remove_service(self, name: str) -> None:
@@ -226,6 +250,24 @@ class Control:
                 [unchanged(kv.key, kv.mod_revision)], [Put(kv.key, ks.encode(changed))]
             ).succeeded:
                 return with_ready(changed, self._alive())
+        raise Conflict(f"node {ref} is being updated concurrently; try again")
+
+    def remove_node(self, ref: str, force: bool = False) -> None:
+        """Delete a node's record; the orchestrator then sees it gone and replaces its tasks at once.
+        A ready node is refused unless `force`, which deletes its liveness key too (its agent, if
+        still running, is not told: it reappears only when it registers again, e.g. on restart)."""
+        for _ in range(WRITE_ATTEMPTS):
+            kv, node = self._find_node(ref)
+            alive_key = ks.alive_key(node.id)
+            # Guarded on both keys: a node that came alive (or changed) since the read is re-judged.
+            alive = self.store.get(alive_key)
+            if alive is not None and not force:
+                raise Conflict(f"node {ref} is ready: drain it and stop its agent first, or use --force")
+            compares = [unchanged(kv.key, kv.mod_revision)]
+            compares.append(unchanged(alive_key, alive.mod_revision) if alive else absent(alive_key))
+            ops = [Delete(kv.key)] + ([Delete(alive_key)] if alive else [])
+            if self.store.txn(compares, ops).succeeded:
+                return
         raise Conflict(f"node {ref} is being updated concurrently; try again")
 
     def _find_node(self, ref: str) -> tuple[KeyValue, NodeInfo]:

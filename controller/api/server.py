@@ -119,6 +119,8 @@ class _Handlers:
             ("ListNodes", self.list_nodes, pb.ListNodesRequest, pb.ListNodesResponse),
             ("InspectNode", self.inspect_node, pb.InspectNodeRequest, pb.NodeInfo),
             ("UpdateNode", self.update_node, pb.UpdateNodeRequest, pb.NodeInfo),
+            ("RollbackService", self.rollback_service, pb.RollbackServiceRequest, pb.Service),
+            ("RemoveNode", self.remove_node, pb.RemoveNodeRequest, pb.RemoveNodeResponse),
         ]
         table = {name: _unary(name, fn, req, resp) for name, fn, req, resp in rows}
         table["Events"] = grpc.unary_stream_rpc_method_handler(
@@ -136,6 +138,9 @@ class _Handlers:
         spec = from_message(ServiceSpec, req.spec)
         version = req.version if req.HasField("version") else None
         return to_message(self.control.update_service(req.name, spec, version), pb.Service())
+
+    def rollback_service(self, req: pb.RollbackServiceRequest) -> pb.Service:
+        return to_message(self.control.rollback_service(req.name), pb.Service())
 
     def remove_service(self, req: pb.RemoveServiceRequest) -> pb.RemoveServiceResponse:
         self.control.remove_service(req.name)
@@ -164,6 +169,10 @@ class _Handlers:
         availability = req.availability if req.HasField("availability") else None
         node = self.control.update_node(req.ref, availability, dict(req.label_add), list(req.label_rm))
         return to_message(node, pb.NodeInfo())
+
+    def remove_node(self, req: pb.RemoveNodeRequest) -> pb.RemoveNodeResponse:
+        self.control.remove_node(req.ref, req.force)
+        return pb.RemoveNodeResponse()
 
     def events(self, req: pb.EventsRequest, context: Any) -> Iterator[pb.ClusterEvent]:
         try:

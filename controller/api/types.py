@@ -54,6 +54,17 @@ class PortSpec(Model):
     mode: Literal["host"] = "host"
 
 
+class Mount(Model):
+    """A named volume (created on each node on first use) or a host bind; agent.models.MountSpec's shape."""
+
+    type: Literal["volume", "bind"]
+    source: str
+    """Volume name or absolute host path."""
+    target: str
+    """Absolute path in the container."""
+    read_only: bool = False
+
+
 ServiceMode = Literal["replicated", "global", "replicated-job"]
 
 
@@ -76,6 +87,15 @@ class ServiceSpec(Model):
     restart_policy: RestartPolicy = RestartPolicy()
     ports: list[PortSpec] = Field(default_factory=list)
     scheduling: Literal["spread", "binpack"] = "spread"
+    mounts: list[Mount] = Field(default_factory=list)
+    user: str | None = None
+    """`user`, `uid`, `user:group` or `uid:gid`; None: the image's."""
+    working_dir: str | None = None
+    """None: the image's."""
+    stop_signal: str | None = None
+    """`SIGTERM`, `TERM` or `15`; None: the image's, else SIGTERM."""
+    stop_grace_period: float | None = None
+    """Seconds between the stop signal and SIGKILL; None: the agent's default."""
 
 
 class Service(Model):
@@ -89,6 +109,8 @@ class Service(Model):
     their spec_version, and a task of an older one is replaced."""
     created_at: str
     updated_at: str
+    previous_spec: ServiceSpec | None = None
+    """The spec before the last change, for `service rollback` (which swaps the two)."""
 
 
 _SCALE_FIELDS = {"replicas": 0, "total_completions": 0, "max_concurrent": 0}
@@ -139,6 +161,8 @@ class Task(Model):
     restarts: int = 0
     """In-place restarts its node's agent made (counted against the restart policy's max_attempts)."""
     container_id: str = ""
+    address: str = ""
+    """The task container's IP address on its node's network (from the agent's status)."""
     created_at: str = ""
     updated_at: str = ""
     """Last change of the record or, in a merged view, of the observed status."""
@@ -156,6 +180,8 @@ class TaskStatus(Model):
     exit_code: int | None = None
     restarts: int = 0
     container_id: str = ""
+    address: str = ""
+    """The container's IP address on the node's network; empty without one."""
     timestamp: str
     """When this state was observed (ISO 8601, UTC)."""
 
@@ -180,6 +206,7 @@ def observed(task: Task, status: TaskStatus | None) -> Task:
             "exit_code": status.exit_code,
             "restarts": status.restarts,
             "container_id": status.container_id,
+            "address": status.address,
             "updated_at": status.timestamp,
         }
     )

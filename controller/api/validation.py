@@ -17,10 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from agent.errors import InvalidArgument, invalid
 from agent.images.reference import parse_reference
+from agent.models import parse_signal
 from controller.api.types import Placement, ResourceAmounts, ServiceSpec
 from controller.scheduler import parse_constraint, parse_preference, validate_placement
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+# As the agent's volume names (agent.models.NAME_RE).
+VOLUME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+USER_RE = re.compile(r"[^:\s\0]+(:[^:\s\0]+)?")
 # Node labels are matched by constraints (`node.labels.<name>`), so they follow its grammar.
 NODE_LABEL_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 MAX_COUNT = 100_000
@@ -88,6 +92,8 @@ def validate_spec(spec: ServiceSpec) -> None:
     if policy.max_attempts < 0:
         raise invalid("restart_policy.max_attempts", policy.max_attempts, "must be >= 0 (0: unlimited)")
     _check_ports(spec)
+    _check_mounts(spec)
+    _check_process(spec)
 
 
 def validate_name(name: str) -> None:
@@ -168,6 +174,42 @@ def _check_ports(spec: ServiceSpec) -> None:
                 port.published,
                 f"already published by ports[{first}] ({port.protocol}); a published port is used once",
             )
+
+
+def _check_path(field: str, path: str, what: str) -> None:
+    if not path.startswith("/"):
+        raise invalid(field, path, f"{what} must be an absolute path")
+    if ".." in path.split("/") or "\0" in path:
+        raise invalid(field, path, "paths may not contain '..' or NUL")
+
+
+def _check_mounts(spec: ServiceSpec) -> None:
+    seen: dict[str, int] = {}
+    for i, m in enumerate(spec.mounts):
+        _check_path(f"mounts[{i}].target", m.target, "the container path")
+        if m.target.rstrip("/") == "":
+            raise invalid(f"mounts[{i}].target", m.target, "cannot mount over the container's root")
+        first = seen.setdefault(m.target.rstrip("/"), i)
+        if first != i:
+            raise invalid(f"mounts[{i}].target", m.target, f"already mounted by mounts[{first}]")
+        if m.type == "volume" and not VOLUME_RE.fullmatch(m.source):
+            rule = (
+                "a volume name starts with a letter or digit and uses only letters, digits, '_', '.' or '-'"
+            )
+            raise invalid(f"mounts[{i}].source", m.source, rule)
+        if m.type == "bind":
+            _check_path(f"mounts[{i}].source", m.source, "a bind source (host path)")
+
+
+def _check_process(spec: ServiceSpec) -> None:
+    if spec.user is not None and not USER_RE.fullmatch(spec.user):
+        raise invalid("user", spec.user, "expected user, uid, user:group or uid:gid")
+    if spec.working_dir is not None:
+        _check_path("working_dir", spec.working_dir, "the working directory")
+    if spec.stop_signal is not None:
+        parse_signal("stop_signal", spec.stop_signal)
+    if spec.stop_grace_period is not None:
+        _check_seconds("stop_grace_period", spec.stop_grace_period)
 
 
 # ---- node updates ----------------------------------------------------------------------------

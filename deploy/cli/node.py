@@ -88,6 +88,25 @@ def update(
     typer.echo(updated.id)
 
 
+@app.command()
+def rm(
+    ctx: typer.Context,
+    nodes: Annotated[list[str], typer.Argument(metavar="NODE...", help="Ids or hostnames.")],
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Also remove a ready node (its tasks are replaced).")
+    ] = False,
+) -> None:
+    """Remove nodes from the cluster; their tasks are placed elsewhere. A ready node is refused
+    unless --force: drain it and stop its agent first."""
+    client = control(ctx)
+
+    def one(ref: str) -> None:
+        client.remove_node(ref, force)
+        typer.echo(ref)
+
+    each(nodes, one)
+
+
 def node_status(node: NodeInfo) -> str:
     return "Ready" if node.ready else "Down"
 

@@ -99,6 +99,16 @@ def create(
     publish: Annotated[
         ListOpt | None, _opt("--publish", "-p", metavar="PUBLISHED:TARGET[/PROTO]", help="Publish a port.")
     ] = None,
+    mount: Annotated[
+        ListOpt | None,
+        _opt("--mount", metavar="type=volume|bind,source=S,target=/T[,readonly]", help="Mount a volume."),
+    ] = None,
+    user: Annotated[str | None, _opt("--user", "-u", metavar="USER[:GROUP]", help="Run as.")] = None,
+    workdir: Annotated[str | None, _opt("--workdir", "-w", metavar="DIR", help="Working directory.")] = None,
+    stop_signal: Annotated[str | None, _opt("--stop-signal", metavar="SIGNAL", help="e.g. SIGINT")] = None,
+    stop_grace_period: Annotated[
+        str | None, _opt("--stop-grace-period", metavar="DURATION", help="Before SIGKILL, e.g. 10s")
+    ] = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
@@ -131,6 +141,11 @@ def create(
         restart_delay=restart_delay,
         restart_max_attempts=restart_max_attempts,
         restart_window=restart_window,
+        mount_add=mount or [],
+        user=user,
+        workdir=workdir,
+        stop_signal=stop_signal,
+        stop_grace_period=stop_grace_period,
     )
     spec = build_spec(name, flags)
     client = control(ctx)
@@ -267,6 +282,22 @@ def scale(
     if not detach:
         for name in scaled:
             wait_converged(client, name, timeout, quiet)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Name or id.")],
+    detach: DetachOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    quiet: QuietOpt = False,
+) -> None:
+    """Go back to the service's spec before its last change (again: undo the rollback)."""
+    client = control(ctx)
+    rolled = client.rollback_service(service)
+    typer.echo(rolled.spec.name)
+    if not detach:
+        wait_converged(client, rolled.spec.name, timeout, quiet)
 
 
 # ---- rm ----------------------------------------------------------------------------------
@@ -463,6 +494,7 @@ def task_rows(
                     # Tasks do not record their image: only a task of the current spec is known to run it.
                     service.spec.image if service and t.spec_version == service.task_version else "",
                     (node.hostname if node and node.hostname not in shared else t.node_id) or "",
+                    t.address if t.state == "running" else "",
                     t.desired_state.capitalize(),
                     f"{state} {when}".strip(),
                     error if no_trunc else ellipsis(error, 60),
@@ -478,5 +510,6 @@ def tasks_table(
 ) -> None:
     from deploy.cli.output import print_table
 
-    headers = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "RESTARTS", "PORTS"]
+    headers = ["ID", "NAME", "IMAGE", "NODE", "ADDRESS", "DESIRED STATE", "CURRENT STATE", "ERROR"]
+    headers += ["RESTARTS", "PORTS"]
     print_table(headers, task_rows(tasks, services, nodes, no_trunc))

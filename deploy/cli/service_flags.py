@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import invalid
-from controller.api.types import PortSpec, RestartPolicy, ServiceSpec
+from controller.api.types import Mount, PortSpec, RestartPolicy, ServiceSpec
 from deploy.values import parse_bytes, parse_cpus, parse_duration, parse_kv, parse_port
 
 
@@ -44,6 +44,13 @@ class SpecFlags:
     restart_delay: str | None = None
     restart_max_attempts: int | None = None
     restart_window: str | None = None
+    mount_add: list[str] = field(default_factory=list)
+    mount_rm: list[str] = field(default_factory=list)
+    """Container paths (targets) whose mounts go."""
+    user: str | None = None
+    workdir: str | None = None
+    stop_signal: str | None = None
+    stop_grace_period: str | None = None
 
 
 def build_spec(name: str, flags: SpecFlags) -> ServiceSpec:
@@ -112,7 +119,47 @@ def apply_flags(spec: ServiceSpec, flags: SpecFlags) -> ServiceSpec:
         restart["max_attempts"] = flags.restart_max_attempts
     if flags.restart_window is not None:
         restart["window"] = parse_duration("--restart-window", flags.restart_window)
+    mounts = [m for m in data["mounts"] if m["target"] not in flags.mount_rm]
+    for text in flags.mount_add:
+        new = parse_mount(text)
+        mounts = [m for m in mounts if m["target"] != new.target] + [new.model_dump()]
+    data["mounts"] = mounts
+    for key, value in (
+        ("user", flags.user),
+        ("working_dir", flags.workdir),
+        ("stop_signal", flags.stop_signal),
+    ):
+        if value is not None:
+            data[key] = value or None  # "" goes back to the image's setting
+    if flags.stop_grace_period is not None:
+        data["stop_grace_period"] = parse_duration("--stop-grace-period", flags.stop_grace_period)
     return ServiceSpec.model_validate(data)
+
+
+_MOUNT_KEYS = {"type": "type", "source": "source", "src": "source", "target": "target"}
+_MOUNT_KEYS |= {"destination": "target", "dst": "target", "readonly": "read_only", "ro": "read_only"}
+
+
+def parse_mount(text: str) -> Mount:
+    """Docker's `--mount type=volume|bind,source=S,target=T[,readonly]` (type defaults to volume)."""
+    fields: dict[str, Any] = {"type": "volume"}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        name = _MOUNT_KEYS.get(key.strip().lower())
+        if name is None:
+            raise invalid("--mount", text, f"unknown key {key!r} (expected type, source, target, readonly)")
+        if name == "read_only":
+            if value.lower() not in ("", "true", "1", "false", "0") or (sep and not value):
+                raise invalid("--mount", text, "readonly takes no value, or true|false")
+            fields[name] = value.lower() in ("", "true", "1")
+        else:
+            fields[name] = value
+    if fields["type"] not in ("volume", "bind"):
+        raise invalid("--mount", text, "type must be volume or bind")
+    for required in ("source", "target"):
+        if not fields.get(required):
+            raise invalid("--mount", text, f"{required}= is required")
+    return Mount.model_validate(fields)
 
 
 def _merge_list(items: list[str], add: list[str], rm: list[str]) -> list[str]:

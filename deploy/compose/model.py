@@ -63,6 +63,27 @@ class PortC(Strict):
     app_protocol: str | None = None
 
 
+class VolumeC(Strict):
+    """A service's `volumes:` entry in the long syntax."""
+
+    type: Literal["volume", "bind"]
+    source: str | None = None
+    target: str = Field(min_length=1)
+    read_only: bool = False
+    consistency: str | None = None
+    """Docker Desktop's hint; no effect on Linux."""
+
+
+class VolumeDeclC(Strict):
+    """A top-level `volumes:` declaration. Volumes live on each node (local driver) and are created
+    on first use; `name` and `external` choose the name, as in Compose."""
+
+    name: str | None = None
+    external: bool = False
+    driver: Literal["local"] | None = None
+    labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
+
+
 class ServiceC(Strict):
     image: str = Field(min_length=1)
     command: str | list[str] | None = None
@@ -71,26 +92,28 @@ class ServiceC(Strict):
     env_file: str | list[str] = Field(default_factory=list)
     ports: list[int | str | PortC] = Field(default_factory=list)
     labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
+    volumes: list[VolumeC | str] = Field(default_factory=list)
+    """Long syntax first, so a bad mapping is reported against its keys."""
+    user: str | int | None = None
+    working_dir: str | None = None
+    stop_signal: str | None = None
+    stop_grace_period: str | float | None = None
     deploy: DeployC = DeployC()
 
 
 class ComposeC(Strict):
     services: dict[str, ServiceC] = Field(min_length=1)
+    volumes: dict[str, VolumeDeclC | None] = Field(default_factory=dict)
     name: str | None = None
 
 
 # Keys that are part of Compose but that a cluster (or Shoal's ServiceSpec, for now) cannot carry.
-IGNORED_TOP = {"version", "volumes", "networks", "configs", "secrets", "x-"}
+IGNORED_TOP = {"version", "networks", "configs", "secrets", "x-"}
 IGNORED_SERVICE = {
     "build",
     "depends_on",
     "container_name",
-    "volumes",
     "healthcheck",
-    "stop_grace_period",
-    "stop_signal",
-    "user",
-    "working_dir",
     "networks",
     "restart",
     "hostname",

@@ -3,6 +3,7 @@ namespace). Everything is checked before anything is returned: one bad value and
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from agent.errors import InvalidArgument
 from controller.api.types import (
+    Mount,
     Placement,
     PortSpec,
     ResourceAmounts,
@@ -23,7 +25,16 @@ from controller.api.types import (
 from deploy.compose import NAMESPACE_LABEL
 from deploy.compose.interpolate import Interpolation
 from deploy.compose.load import compose_error, parse_yaml, read_text
-from deploy.compose.model import AmountsC, ComposeC, PortC, Scalar, ServiceC, split_ignored
+from deploy.compose.model import (
+    AmountsC,
+    ComposeC,
+    PortC,
+    Scalar,
+    ServiceC,
+    VolumeC,
+    VolumeDeclC,
+    split_ignored,
+)
 from deploy.values import parse_bytes, parse_cpus, parse_duration, parse_port
 
 MAX_ENV_FILE_BYTES = 1 << 20
@@ -62,8 +73,9 @@ def load_stack(path: Path, stack: str, env: Mapping[str, str]) -> Stack:
         model = ComposeC.model_validate(cleaned)
     except ValidationError as exc:
         raise _from_pydantic(file, cleaned, exc) from None
+    volumes = {key: _volume_name(stack, key, decl) for key, decl in model.volumes.items()}
     specs = [
-        _spec(file, path.parent, stack, name, service, env)
+        _spec(file, path.parent, stack, name, service, env, volumes)
         for name, service in sorted(model.services.items())
     ]
     return Stack(stack, specs, ignored, interpolation.unset)
@@ -105,7 +117,25 @@ def _from_pydantic(file: str, data: Any, exc: ValidationError) -> InvalidArgumen
     return compose_error(file, path, f"{here!r}: {rule}")
 
 
-def _spec(file: str, base: Path, stack: str, name: str, s: ServiceC, env: Mapping[str, str]) -> ServiceSpec:
+def _volume_name(stack: str, key: str, decl: VolumeDeclC | None) -> str:
+    """A declared volume's name on the nodes: `<stack>_<key>` (namespaced, as `docker stack deploy`
+    does) unless the declaration names it or marks it external."""
+    if decl is not None and decl.name:
+        return decl.name
+    if decl is not None and decl.external:
+        return key
+    return f"{stack}_{key}"
+
+
+def _spec(
+    file: str,
+    base: Path,
+    stack: str,
+    name: str,
+    s: ServiceC,
+    env: Mapping[str, str],
+    volumes: Mapping[str, str],
+) -> ServiceSpec:
     where = f"services.{name}"
 
     def wrap(field: str, fn: Any, *args: Any) -> Any:
@@ -155,6 +185,13 @@ def _spec(file: str, base: Path, stack: str, name: str, s: ServiceC, env: Mappin
         ),
         "restart_policy": restart,
         "ports": [_port(wrap, i, p) for i, p in enumerate(s.ports)],
+        "mounts": [_mount(file, f"{where}.volumes[{i}]", base, v, volumes) for i, v in enumerate(s.volumes)],
+        "user": None if s.user is None else str(s.user),
+        "working_dir": s.working_dir,
+        "stop_signal": s.stop_signal,
+        "stop_grace_period": None
+        if s.stop_grace_period is None
+        else wrap("stop_grace_period", parse_duration, "stop_grace_period", s.stop_grace_period),
     }
     if d.mode == "replicated-job":
         data["total_completions"] = 1 if d.replicas is None else d.replicas
@@ -248,6 +285,41 @@ def _amounts(wrap: Any, field: str, a: AmountsC) -> ResourceAmounts:
         memory_bytes=0 if a.memory is None else wrap(f"{field}.memory", parse_bytes, "memory", a.memory),
         pids=a.pids or 0,
     )
+
+
+_SHORT_MODES = {"ro", "rw", "z", "Z", "nocopy"}
+
+
+def _mount(file: str, path: str, base: Path, v: VolumeC | str, volumes: Mapping[str, str]) -> Mount:
+    """Short (`SOURCE:TARGET[:MODE]`) or long syntax -> a Mount. A source that starts with `/`, `.`
+    or `~` is a host path (relative to the Compose file's directory); otherwise a named volume,
+    which must be declared under the top-level `volumes:` key (as Compose requires)."""
+    if isinstance(v, str):
+        parts = v.split(":")
+        if len(parts) == 1:
+            source, target, modes = None, parts[0], ""
+        elif len(parts) in (2, 3):
+            source, target, modes = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        else:
+            raise compose_error(file, path, f"{v!r}: expected SOURCE:TARGET[:MODE]")
+        options = set(modes.split(",")) - {""} if modes else set()
+        if options - _SHORT_MODES:
+            bad = ", ".join(sorted(options - _SHORT_MODES))
+            raise compose_error(file, path, f"{v!r}: unknown mode {bad} (expected ro or rw)")
+        read_only = "ro" in options
+        is_bind = source is not None and source[:1] in ("/", ".", "~")
+    else:
+        source, target, read_only, is_bind = v.source, v.target, v.read_only, v.type == "bind"
+    if not source:
+        rule = "anonymous volumes are not supported on a cluster: name the volume (NAME:/path)"
+        raise compose_error(file, path, f"{v!r}: {rule}")
+    if is_bind:
+        host = os.path.normpath(base.absolute() / os.path.expanduser(source))
+        return Mount(type="bind", source=host, target=target, read_only=read_only)
+    if source not in volumes:
+        rule = f"volume {source!r} is not declared under the top-level volumes key"
+        raise compose_error(file, path, rule)
+    return Mount(type="volume", source=volumes[source], target=target, read_only=read_only)
 
 
 def _port(wrap: Any, i: int, p: int | str | PortC) -> PortSpec:

@@ -178,12 +178,16 @@ def test_failures_timeouts_and_bad_input(cluster: ControllerProcess, api: Contro
 
 
 STACK = """
+volumes:
+  content:
 services:
   web:
     image: busybox
     command: httpd -f -p ${WEB_PORT:-8080}
     environment: {GREETING: hello}
     ports: ["8080:8080", {target: 53, published: 5353, protocol: udp}]
+    volumes: ["content:/www:ro"]
+    working_dir: /www
     build: ./web
     deploy:
       replicas: REPLICAS
@@ -218,6 +222,10 @@ def test_stack_deploy_ps_redeploy_rm(cluster: ControllerProcess, api: ControlCli
     assert web.env == ["GREETING=hello"] and web.command == ["httpd", "-f", "-p", "8080"]
     assert web.resources.limits.memory_bytes == 64 << 20 and len(web.ports) == 2
     assert web.labels == {"com.docker.stack.namespace": "shop"}
+    assert [(m.type, m.source, m.target, m.read_only) for m in web.mounts] == [
+        ("volume", "shop_content", "/www", True)
+    ]
+    assert web.working_dir == "/www"
 
     assert ok(shoal(cluster, "stack", "ls")).stdout.splitlines()[1].split() == ["shop", "3"]
     stacks = json.loads(ok(shoal(cluster, "stack", "ls", "-o", "json")).stdout)
@@ -227,6 +235,9 @@ def test_stack_deploy_ps_redeploy_rm(cluster: ControllerProcess, api: ControlCli
     assert sum(t["service_name"] == "shop_web" for t in running) == 2
     assert sum(t["service_name"] == "shop_agent" for t in running) == NODES
     assert sum(t["service_name"] == "shop_batch" and t["state"] == "complete" for t in tasks) == 2
+    # The agents report each task's address (hollow agents: a fake 10.x one) and in-place restarts.
+    assert all(t["address"].startswith("10.") and t["restarts"] == 0 for t in running), running
+    assert len({t["address"] for t in running}) == len(running)
     assert "shop_web.1" in ok(shoal(cluster, "stack", "ps", "shop")).stdout
 
     # Redeploy: only web changed, batch is gone from the file.
@@ -270,6 +281,16 @@ def test_logs_and_exec_reach_a_task_on_its_node(tmp_path: Path, registry: Regist
                     "talk",
                     "--timeout",
                     "60",
+                    "--mount",
+                    "type=volume,source=talkdata,target=/data",
+                    "--user",
+                    "1000:1000",
+                    "--workdir",
+                    "/data",
+                    "--stop-signal",
+                    "SIGINT",
+                    "--stop-grace-period",
+                    "1s",
                     "busybox",
                     "sh",
                     "-c",
@@ -287,6 +308,22 @@ def test_logs_and_exec_reach_a_task_on_its_node(tmp_path: Path, registry: Regist
             assert f"talk.1.{task['id']}@" in ok(shoal(controller, "service", "logs", "talk")).stdout
             ran = shoal(controller, "exec", task["id"], "sh", "-c", "echo inside; exit 7")
             assert ran.exit_code == 7 and ran.stdout == "inside\n"
+            # The spec's volume, user and working directory reached the container on its node.
+            probe = ok(
+                shoal(
+                    controller,
+                    "exec",
+                    task["id"],
+                    "sh",
+                    "-c",
+                    "id -u; id -g; pwd; grep ' /data ' /proc/mounts",
+                )
+            )
+            uid, gid, cwd, mount = probe.stdout.splitlines()
+            assert (uid, gid, cwd, mount.split()[1]) == ("1000", "1000", "/data", "/data"), probe.stdout
+            assert (agent.state_dir / "volumes" / "talkdata" / "_data").is_dir(), "the agent made the volume"
+            [info] = agent.client().container_list(all=True)
+            assert (info.config.stop_signal, info.config.stop_timeout) == ("SIGINT", 1)
             assert shoal(controller, "exec", "nosuchtask", "true").exit_code == 4
             ok(shoal(controller, "service", "rm", "talk"))
             wait_for(lambda: not agent.client().container_list(all=True), what="the container is removed")
@@ -318,3 +355,59 @@ def test_events_stream_until_ctrl_c(cluster: ControllerProcess, api: ControlClie
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_service_rollback_swaps_back_and_waits(cluster: ControllerProcess, api: ControlClient) -> None:
+    ok(
+        shoal(
+            cluster,
+            "service",
+            "create",
+            "--name",
+            "rb",
+            "--replicas",
+            "2",
+            "-e",
+            "V=1",
+            "busybox",
+            "sleep",
+            "9",
+        )
+    )
+    refused = shoal(cluster, "service", "rollback", "rb")
+    assert refused.exit_code == 1
+    assert error_line(refused) == "Error: service rb has no previous spec to roll back to"
+    ok(shoal(cluster, "service", "update", "rb", "--env-add", "V=2"))
+    rolled = ok(shoal(cluster, "service", "rollback", "rb"))
+    assert "rb: overall progress: 2 out of 2 tasks" in rolled.stderr and "converged" in rolled.stderr
+    service = api.inspect_service("rb")
+    assert service.spec.env == ["V=1"] and service.previous_spec is not None
+    assert service.previous_spec.env == ["V=2"] and service.task_version == 3
+    tasks = api.list_tasks("rb")
+    assert sorted(t.spec_version for t in tasks if t.state == "running") == [3, 3]
+
+
+def test_node_rm_refuses_a_ready_node_unless_forced(
+    cluster: ControllerProcess, api: ControlClient, tmp_path: Path
+) -> None:
+    with HollowFleet(tmp_path, cluster.etcd, 1, "jrm", ["--ttl", "5"]) as fleet:
+        [extra] = fleet.node_ids
+        try:
+            ok(shoal(cluster, "service", "create", "--name", "spread", "--replicas", "4", "busybox"))
+            assert extra in {t.node_id for t in api.list_tasks("spread")}
+            refused = shoal(cluster, "node", "rm", extra)
+            assert refused.exit_code == 1
+            assert error_line(refused) == (
+                f"Error: node {extra} is ready: drain it and stop its agent first, or use --force"
+            )
+            assert ok(shoal(cluster, "node", "rm", "--force", extra)).stdout.strip() == extra
+            assert extra not in {n.id for n in api.list_nodes()}
+
+            def replaced() -> bool:
+                running = [t for t in api.list_tasks("spread") if t.desired_state == "running"]
+                return len(running) == 4 and all(t.state == "running" and t.node_id != extra for t in running)
+
+            wait_for(replaced, timeout=30, what="the removed node's task replaced on the others")
+        finally:
+            if extra in {n.id for n in api.list_nodes()}:
+                api.remove_node(extra, force=True)

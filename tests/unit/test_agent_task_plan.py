@@ -221,3 +221,12 @@ def test_container_names_and_labels() -> None:
         "com.shoal.service.name": "web",
         "com.shoal.node.id": "n1",
     }
+
+
+def test_the_containers_address_is_reported_and_a_new_address_is_a_change() -> None:
+    c = TaskContainer("t1", "c1", "running", created=NOW, address="10.1.2.3")
+    (s,) = plan([assignment()], [c]).report
+    assert (s.state, s.address) == ("running", "10.1.2.3")
+    assert plan([assignment()], [c], [s]).empty
+    moved = TaskContainer("t1", "c1", "running", created=NOW, address="10.1.2.4")
+    assert [r.address for r in plan([assignment()], [moved], [s]).report] == ["10.1.2.4"]

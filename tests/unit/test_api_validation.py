@@ -38,6 +38,14 @@ FULL: dict[str, Any] = {
         {"target": 443, "published": 65535},
     ],
     "scheduling": "binpack",
+    "mounts": [
+        {"type": "volume", "source": "data_1.x", "target": "/data"},
+        {"type": "bind", "source": "/srv/conf", "target": "/etc/conf", "read_only": True},
+    ],
+    "user": "1000:1000",
+    "working_dir": "/data",
+    "stop_signal": "SIGINT",
+    "stop_grace_period": 0,
 }
 
 
@@ -100,6 +108,29 @@ BAD: list[tuple[str, ServiceSpec, str]] = [
         spec(ports=[{"target": 80, "published": 8080}, {"target": 81, "published": 8080}]),
         "already published by ports[0]",
     ),
+    ("mounts[0].target", spec(mounts=[{"type": "volume", "source": "v", "target": "data"}]), "absolute"),
+    ("mounts[0].target", spec(mounts=[{"type": "volume", "source": "v", "target": "/a/../b"}]), "'..'"),
+    ("mounts[0].target", spec(mounts=[{"type": "volume", "source": "v", "target": "/"}]), "root"),
+    (
+        "mounts[1].target",
+        spec(
+            mounts=[
+                {"type": "volume", "source": "v", "target": "/data"},
+                {"type": "bind", "source": "/srv", "target": "/data/"},
+            ]
+        ),
+        "already mounted by mounts[0]",
+    ),
+    ("mounts[0].source", spec(mounts=[{"type": "volume", "source": "", "target": "/d"}]), "volume name"),
+    ("mounts[0].source", spec(mounts=[{"type": "volume", "source": "a/b", "target": "/d"}]), "volume name"),
+    ("mounts[0].source", spec(mounts=[{"type": "bind", "source": "srv", "target": "/d"}]), "absolute"),
+    ("user", spec(user=""), "expected user, uid"),
+    ("user", spec(user="a:b:c"), "expected user, uid"),
+    ("user", spec(user="a b"), "expected user, uid"),
+    ("working_dir", spec(working_dir="app"), "absolute"),
+    ("stop_signal", spec(stop_signal="SIGNOPE"), "signal name"),
+    ("stop_grace_period", spec(stop_grace_period=-1), ">= 0"),
+    ("stop_grace_period", spec(stop_grace_period=float("nan")), ">= 0"),
 ]
 
 
@@ -136,6 +167,7 @@ PYDANTIC: list[tuple[dict[str, Any], str]] = [
     ({"ports": [{"target": 80}]}, "invalid ports[0].published: field required"),
     ({"restart_policy": {"condition": "always"}}, "invalid restart_policy.condition 'always'"),
     ({"command": "sh -c x"}, "invalid command 'sh -c x': input should be a valid list"),
+    ({"mounts": [{"type": "tmpfs", "source": "", "target": "/t"}]}, "invalid mounts[0].type 'tmpfs'"),
 ]
 
 

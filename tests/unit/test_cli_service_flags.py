@@ -56,6 +56,47 @@ def test_create_flags_build_the_whole_spec() -> None:
     )
 
 
+def test_mount_user_workdir_and_stop_flags() -> None:
+    spec = build_spec(
+        "db",
+        SpecFlags(
+            image="busybox",
+            mount_add=["type=volume,source=data,target=/data", "type=bind,src=/srv,dst=/srv,readonly"],
+            user="1000:1000",
+            workdir="/data",
+            stop_signal="SIGINT",
+            stop_grace_period="1m",
+        ),
+    )
+    assert [(m.type, m.source, m.target, m.read_only) for m in spec.mounts] == [
+        ("volume", "data", "/data", False),
+        ("bind", "/srv", "/srv", True),
+    ]
+    assert (spec.user, spec.working_dir, spec.stop_signal, spec.stop_grace_period) == (
+        "1000:1000",
+        "/data",
+        "SIGINT",
+        60,
+    )
+    new = apply_flags(spec, SpecFlags(mount_rm=["/srv"], mount_add=["source=other,target=/data"], user=""))
+    assert [(m.source, m.target) for m in new.mounts] == [("other", "/data")] and new.user is None
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("type=tmpfs,target=/t,source=x", "type must be volume or bind"),
+        ("source=x", "target= is required"),
+        ("target=/x", "source= is required"),
+        ("source=x,target=/x,size=1", "unknown key 'size'"),
+        ("source=x,target=/x,readonly=maybe", "readonly takes no value"),
+    ],
+)
+def test_bad_mount_flags_name_the_flag(text: str, rule: str) -> None:
+    with pytest.raises(InvalidArgument, match=rf"^invalid --mount .*{rule}"):
+        build_spec("db", SpecFlags(image="busybox", mount_add=[text]))
+
+
 def test_jobs_take_replicas_as_completions_and_restart_on_failure_only() -> None:
     spec = build_spec("j", SpecFlags(image="busybox", mode="replicated-job", replicas=5, max_concurrent=2))
     assert (spec.total_completions, spec.max_concurrent, spec.replicas) == (5, 2, 1)
@@ -173,6 +214,13 @@ def test_ps_rows_show_history_under_the_newest_task_of_a_slot() -> None:
     new = _task(1, "running").model_copy(update={"id": "new", "created_at": "2"})
     rows = task_rows([old, new], {"s1": _service()}, {})
     assert [r[:2] for r in rows] == [["new", "web.1"], ["old", " \\_ web.1"]]
+
+
+def test_ps_shows_a_running_tasks_address() -> None:
+    running = _task(1, "running").model_copy(update={"address": "10.0.3.2"})
+    done = _task(2, "complete").model_copy(update={"address": "10.0.3.3"})
+    rows = task_rows([running, done], {"s1": _service()}, {})
+    assert [r[4] for r in rows] == ["10.0.3.2", ""]
 
 
 def test_ps_names_nodes_by_hostname_unless_several_share_it() -> None:

@@ -204,3 +204,85 @@ def test_size_and_alias_expansion_are_capped(tmp_path: Path) -> None:
 def test_a_bad_stack_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="invalid stack name"):
         load_stack(write(tmp_path, "services: {web: {image: a}}\n"), "-shop", {})
+
+
+def test_volumes_user_workdir_and_stop_settings_are_mapped(tmp_path: Path) -> None:
+    stack = load(
+        tmp_path,
+        """
+        services:
+          db:
+            image: busybox
+            volumes:
+              - data:/var/lib/data
+              - ./conf:/etc/conf:ro
+              - /srv/logs:/logs:rw
+              - {type: volume, source: cache, target: /cache, read_only: true}
+              - {type: bind, source: /srv/x, target: /x}
+              - shared:/shared
+            user: 1000
+            working_dir: /var/lib/data
+            stop_signal: SIGINT
+            stop_grace_period: 1m30s
+        volumes:
+          data:
+          cache: {driver: local}
+          shared: {external: true}
+        """,
+    )
+    [db] = stack.specs
+    assert [(m.type, m.source, m.target, m.read_only) for m in db.mounts] == [
+        ("volume", "shop_data", "/var/lib/data", False),
+        ("bind", str(tmp_path / "conf"), "/etc/conf", True),
+        ("bind", "/srv/logs", "/logs", False),
+        ("volume", "shop_cache", "/cache", True),
+        ("bind", "/srv/x", "/x", False),
+        ("volume", "shared", "/shared", False),
+    ]
+    assert (db.user, db.working_dir, db.stop_signal, db.stop_grace_period) == (
+        "1000",
+        "/var/lib/data",
+        "SIGINT",
+        90,
+    )
+    assert not any(w.startswith("Ignoring") for w in stack.warnings())
+
+
+VOLUME_BAD = [
+    (
+        "services:\n  web: {image: a, volumes: ['data:/d']}\n",
+        r"services.web.volumes\[0\]: volume 'data' is not declared",
+    ),
+    (
+        "services:\n  web: {image: a, volumes: ['/d']}\n",
+        r"services.web.volumes\[0\]: '/d': anonymous volumes",
+    ),
+    (
+        "services:\n  web: {image: a, volumes: ['v:/d:rx']}\nvolumes: {v: }\n",
+        r"services.web.volumes\[0\]: 'v:/d:rx': unknown mode rx",
+    ),
+    (
+        "services:\n  web: {image: a, volumes: ['a:b:c:d']}\n",
+        r"services.web.volumes\[0\]: 'a:b:c:d': expected",
+    ),
+    (
+        "services:\n  web: {image: a, volumes: [{type: tmpfs, target: /t}]}\n",
+        r"services.web.volumes\[0\].type: 'tmpfs'",
+    ),
+    (
+        "services:\n  web: {image: a, volumes: ['v:data']}\nvolumes: {v: }\n",
+        r"services.web: invalid mounts\[0\].target",
+    ),
+    ("services:\n  web: {image: a, stop_grace_period: soon}\n", r"services.web.stop_grace_period: 'soon'"),
+    ("services:\n  web: {image: a, stop_signal: SIGNOPE}\n", r"services.web: invalid stop_signal 'SIGNOPE'"),
+    ("services:\n  web: {image: a, working_dir: app}\n", r"services.web: invalid working_dir 'app'"),
+    ("services:\n  web: {image: a}\nvolumes: {v: {driver: nfs}}\n", r"volumes.v.driver: 'nfs'"),
+]
+
+
+@pytest.mark.parametrize(("text", "pattern"), VOLUME_BAD)
+def test_bad_volumes_and_process_settings_name_the_path(tmp_path: Path, text: str, pattern: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        load_stack(write(tmp_path, text), "shop", {})
+    message = str(caught.value)
+    assert "\n" not in message and re.search(pattern, message), message

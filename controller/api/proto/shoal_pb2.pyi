@@ -59,8 +59,20 @@ class PortSpec(_message.Message):
     mode: str
     def __init__(self, target: _Optional[int] = ..., published: _Optional[int] = ..., protocol: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
 
+class Mount(_message.Message):
+    __slots__ = ("type", "source", "target", "read_only")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    source: str
+    target: str
+    read_only: bool
+    def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling", "mounts", "user", "working_dir", "stop_signal", "stop_grace_period")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +95,11 @@ class ServiceSpec(_message.Message):
     RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     SCHEDULING_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _struct_pb2.ListValue
@@ -98,23 +115,30 @@ class ServiceSpec(_message.Message):
     restart_policy: RestartPolicy
     ports: _containers.RepeatedCompositeFieldContainer[PortSpec]
     scheduling: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[Mount]
+    user: str
+    working_dir: str
+    stop_signal: str
+    stop_grace_period: float
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., stop_grace_period: _Optional[float] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "spec", "version", "created_at", "updated_at", "task_version")
+    __slots__ = ("id", "spec", "version", "created_at", "updated_at", "task_version", "previous_spec")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TASK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: ServiceSpec
     version: int
     created_at: str
     updated_at: str
     task_version: int
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., task_version: _Optional[int] = ...) -> None: ...
+    previous_spec: ServiceSpec
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., task_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("id", "hostname", "address", "nano_cpus", "memory_bytes", "labels", "availability", "ready", "agent_api")
@@ -146,7 +170,7 @@ class NodeInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[str] = ..., ready: _Optional[bool] = ..., agent_api: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "service_id", "service_name", "spec_version", "slot", "node_id", "desired_state", "state", "message", "exit_code", "restarts", "container_id", "created_at", "updated_at")
+    __slots__ = ("id", "service_id", "service_name", "spec_version", "slot", "node_id", "desired_state", "state", "message", "exit_code", "restarts", "container_id", "created_at", "updated_at", "address")
     ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +185,7 @@ class Task(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     service_id: str
     service_name: str
@@ -175,7 +200,8 @@ class Task(_message.Message):
     container_id: str
     created_at: str
     updated_at: str
-    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., spec_version: _Optional[int] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., container_id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+    address: str
+    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., spec_version: _Optional[int] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., container_id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ServiceSummary(_message.Message):
     __slots__ = ("service", "running", "desired", "completed")
@@ -305,6 +331,24 @@ class UpdateNodeRequest(_message.Message):
     label_add: _containers.ScalarMap[str, str]
     label_rm: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, ref: _Optional[str] = ..., availability: _Optional[str] = ..., label_add: _Optional[_Mapping[str, str]] = ..., label_rm: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RollbackServiceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("ref", "force")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    force: bool
+    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class EventsRequest(_message.Message):
     __slots__ = ("since_revision",)
