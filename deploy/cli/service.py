@@ -206,6 +206,19 @@ def update(
     restart_window: Annotated[
         str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
     ] = None,
+    mount_add: Annotated[
+        ListOpt | None,
+        _opt("--mount-add", metavar="type=volume|bind,source=S,target=/T[,readonly]", help="Add or replace."),
+    ] = None,
+    mount_rm: Annotated[
+        ListOpt | None, _opt("--mount-rm", metavar="TARGET", help="Remove the mount at.")
+    ] = None,
+    user: Annotated[str | None, _opt("--user", "-u", metavar="USER[:GROUP]", help="Run as.")] = None,
+    workdir: Annotated[str | None, _opt("--workdir", "-w", metavar="DIR", help="Working directory.")] = None,
+    stop_signal: Annotated[str | None, _opt("--stop-signal", metavar="SIGNAL", help="e.g. SIGINT")] = None,
+    stop_grace_period: Annotated[
+        str | None, _opt("--stop-grace-period", metavar="DURATION", help="Before SIGKILL, e.g. 10s")
+    ] = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
@@ -238,6 +251,12 @@ def update(
         restart_delay=restart_delay,
         restart_max_attempts=restart_max_attempts,
         restart_window=restart_window,
+        mount_add=mount_add or [],
+        mount_rm=mount_rm or [],
+        user=user,
+        workdir=workdir,
+        stop_signal=stop_signal,
+        stop_grace_period=stop_grace_period,
     )
     client = control(ctx)
     current = client.inspect_service(service)

@@ -98,6 +98,19 @@ def test_service_create_scale_update_ps_rm(cluster: ControllerProcess, api: Cont
     table = ok(shoal(cluster, "service", "ps", "web")).stdout
     assert "\\_ web.1" in table and "Running" in table
 
+    mount = "type=volume,source=cache,target=/cache"
+    ok(
+        shoal(
+            cluster, "service", "update", "web", "--mount-add", mount, "--user", "1000", "--workdir", "/cache"
+        )
+    )
+    spec = api.inspect_service("web").spec
+    assert [(m.type, m.source, m.target) for m in spec.mounts] == [("volume", "cache", "/cache")]
+    assert (spec.user, spec.working_dir) == ("1000", "/cache")
+    ok(shoal(cluster, "service", "update", "web", "--mount-rm", "/cache", "--user", "", "--workdir", ""))
+    spec = api.inspect_service("web").spec
+    assert (spec.mounts, spec.user, spec.working_dir) == ([], None, None)
+
     listed = ok(shoal(cluster, "service", "ls")).stdout.splitlines()
     assert listed[1].split()[:4] == [service_id, "web", "replicated", "5/5"]
     assert ok(shoal(cluster, "service", "ls", "-q")).stdout.split() == [service_id]
