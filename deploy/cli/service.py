@@ -53,6 +53,31 @@ def _opt(*names: str, metavar: str, help: str) -> Any:
     return typer.Option(*names, metavar=metavar, help=help)
 
 
+ReplicasOpt = Annotated[int | None, _opt("--replicas", metavar="N", help="Tasks (job: completions).")]
+MaxReplicasOpt = Annotated[int | None, _opt("--max-replicas-per-node", metavar="N", help="0: no limit.")]
+ReserveMemoryOpt = Annotated[str | None, _opt("--reserve-memory", metavar="SIZE", help="e.g. 64m")]
+ReserveCpuOpt = Annotated[str | None, _opt("--reserve-cpu", metavar="CPUS", help="e.g. 0.5")]
+LimitMemoryOpt = Annotated[str | None, _opt("--limit-memory", metavar="SIZE", help="e.g. 128m")]
+LimitCpuOpt = Annotated[str | None, _opt("--limit-cpu", metavar="CPUS", help="e.g. 1.5")]
+LimitPidsOpt = Annotated[int | None, _opt("--limit-pids", metavar="N", help="Process limit.")]
+RestartConditionOpt = Annotated[
+    str | None, _opt("--restart-condition", metavar="COND", help="none, on-failure or any.")
+]
+RestartDelayOpt = Annotated[str | None, _opt("--restart-delay", metavar="DURATION", help="e.g. 5s")]
+RestartMaxAttemptsOpt = Annotated[
+    int | None, _opt("--restart-max-attempts", metavar="N", help="0: unlimited.")
+]
+RestartWindowOpt = Annotated[
+    str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
+]
+UserOpt = Annotated[str | None, _opt("--user", "-u", metavar="USER[:GROUP]", help="Run as.")]
+WorkdirOpt = Annotated[str | None, _opt("--workdir", "-w", metavar="DIR", help="Working directory.")]
+StopSignalOpt = Annotated[str | None, _opt("--stop-signal", metavar="SIGNAL", help="e.g. SIGINT")]
+StopGraceOpt = Annotated[
+    str | None, _opt("--stop-grace-period", metavar="DURATION", help="Before SIGKILL, e.g. 10s")
+]
+
+
 # ---- create ------------------------------------------------------------------------------
 
 
@@ -62,7 +87,7 @@ def create(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image, e.g. busybox.")],
     command: Annotated[list[str] | None, typer.Argument(metavar="[COMMAND]...", help="Command.")] = None,
     name: Annotated[str | None, _opt("--name", metavar="NAME", help="Service name (required).")] = None,
-    replicas: Annotated[int | None, _opt("--replicas", metavar="N", help="Tasks (job: completions).")] = None,
+    replicas: ReplicasOpt = None,
     mode: Annotated[
         str, _opt("--mode", metavar="MODE", help="replicated, global or replicated-job.")
     ] = "replicated",
@@ -78,24 +103,16 @@ def create(
     placement_pref: Annotated[
         ListOpt | None, _opt("--placement-pref", metavar="PREF", help="e.g. spread=node.labels.zone")
     ] = None,
-    max_replicas_per_node: Annotated[
-        int | None, _opt("--max-replicas-per-node", metavar="N", help="0: no limit.")
-    ] = None,
-    reserve_memory: Annotated[str | None, _opt("--reserve-memory", metavar="SIZE", help="e.g. 64m")] = None,
-    reserve_cpu: Annotated[str | None, _opt("--reserve-cpu", metavar="CPUS", help="e.g. 0.5")] = None,
-    limit_memory: Annotated[str | None, _opt("--limit-memory", metavar="SIZE", help="e.g. 128m")] = None,
-    limit_cpu: Annotated[str | None, _opt("--limit-cpu", metavar="CPUS", help="e.g. 1.5")] = None,
-    limit_pids: Annotated[int | None, _opt("--limit-pids", metavar="N", help="Process limit.")] = None,
-    restart_condition: Annotated[
-        str | None, _opt("--restart-condition", metavar="COND", help="none, on-failure or any.")
-    ] = None,
-    restart_delay: Annotated[str | None, _opt("--restart-delay", metavar="DURATION", help="e.g. 5s")] = None,
-    restart_max_attempts: Annotated[
-        int | None, _opt("--restart-max-attempts", metavar="N", help="0: unlimited.")
-    ] = None,
-    restart_window: Annotated[
-        str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
-    ] = None,
+    max_replicas_per_node: MaxReplicasOpt = None,
+    reserve_memory: ReserveMemoryOpt = None,
+    reserve_cpu: ReserveCpuOpt = None,
+    limit_memory: LimitMemoryOpt = None,
+    limit_cpu: LimitCpuOpt = None,
+    limit_pids: LimitPidsOpt = None,
+    restart_condition: RestartConditionOpt = None,
+    restart_delay: RestartDelayOpt = None,
+    restart_max_attempts: RestartMaxAttemptsOpt = None,
+    restart_window: RestartWindowOpt = None,
     publish: Annotated[
         ListOpt | None, _opt("--publish", "-p", metavar="PUBLISHED:TARGET[/PROTO]", help="Publish a port.")
     ] = None,
@@ -103,12 +120,10 @@ def create(
         ListOpt | None,
         _opt("--mount", metavar="type=volume|bind,source=S,target=/T[,readonly]", help="Mount a volume."),
     ] = None,
-    user: Annotated[str | None, _opt("--user", "-u", metavar="USER[:GROUP]", help="Run as.")] = None,
-    workdir: Annotated[str | None, _opt("--workdir", "-w", metavar="DIR", help="Working directory.")] = None,
-    stop_signal: Annotated[str | None, _opt("--stop-signal", metavar="SIGNAL", help="e.g. SIGINT")] = None,
-    stop_grace_period: Annotated[
-        str | None, _opt("--stop-grace-period", metavar="DURATION", help="Before SIGKILL, e.g. 10s")
-    ] = None,
+    user: UserOpt = None,
+    workdir: WorkdirOpt = None,
+    stop_signal: StopSignalOpt = None,
+    stop_grace_period: StopGraceOpt = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
@@ -167,7 +182,7 @@ def update(
         str | None, _opt("--args", metavar="COMMAND", help="New command (split on spaces).")
     ] = None,
     entrypoint: Annotated[str | None, _opt("--entrypoint", metavar="CMD", help="New entrypoint.")] = None,
-    replicas: Annotated[int | None, _opt("--replicas", metavar="N", help="Tasks (job: completions).")] = None,
+    replicas: ReplicasOpt = None,
     env_add: Annotated[ListOpt | None, _opt("--env-add", metavar="KEY=VALUE", help="Set a variable.")] = None,
     env_rm: Annotated[ListOpt | None, _opt("--env-rm", metavar="KEY", help="Remove a variable.")] = None,
     label_add: Annotated[
@@ -188,24 +203,16 @@ def update(
     publish_rm: Annotated[
         ListOpt | None, _opt("--publish-rm", metavar="PUBLISHED[/PROTO]", help="Unpublish a port.")
     ] = None,
-    max_replicas_per_node: Annotated[
-        int | None, _opt("--max-replicas-per-node", metavar="N", help="0: no limit.")
-    ] = None,
-    reserve_memory: Annotated[str | None, _opt("--reserve-memory", metavar="SIZE", help="e.g. 64m")] = None,
-    reserve_cpu: Annotated[str | None, _opt("--reserve-cpu", metavar="CPUS", help="e.g. 0.5")] = None,
-    limit_memory: Annotated[str | None, _opt("--limit-memory", metavar="SIZE", help="e.g. 128m")] = None,
-    limit_cpu: Annotated[str | None, _opt("--limit-cpu", metavar="CPUS", help="e.g. 1.5")] = None,
-    limit_pids: Annotated[int | None, _opt("--limit-pids", metavar="N", help="Process limit.")] = None,
-    restart_condition: Annotated[
-        str | None, _opt("--restart-condition", metavar="COND", help="none, on-failure or any.")
-    ] = None,
-    restart_delay: Annotated[str | None, _opt("--restart-delay", metavar="DURATION", help="e.g. 5s")] = None,
-    restart_max_attempts: Annotated[
-        int | None, _opt("--restart-max-attempts", metavar="N", help="0: unlimited.")
-    ] = None,
-    restart_window: Annotated[
-        str | None, _opt("--restart-window", metavar="DURATION", help="Window for attempts.")
-    ] = None,
+    max_replicas_per_node: MaxReplicasOpt = None,
+    reserve_memory: ReserveMemoryOpt = None,
+    reserve_cpu: ReserveCpuOpt = None,
+    limit_memory: LimitMemoryOpt = None,
+    limit_cpu: LimitCpuOpt = None,
+    limit_pids: LimitPidsOpt = None,
+    restart_condition: RestartConditionOpt = None,
+    restart_delay: RestartDelayOpt = None,
+    restart_max_attempts: RestartMaxAttemptsOpt = None,
+    restart_window: RestartWindowOpt = None,
     mount_add: Annotated[
         ListOpt | None,
         _opt("--mount-add", metavar="type=volume|bind,source=S,target=/T[,readonly]", help="Add or replace."),
@@ -213,12 +220,10 @@ def update(
     mount_rm: Annotated[
         ListOpt | None, _opt("--mount-rm", metavar="TARGET", help="Remove the mount at.")
     ] = None,
-    user: Annotated[str | None, _opt("--user", "-u", metavar="USER[:GROUP]", help="Run as.")] = None,
-    workdir: Annotated[str | None, _opt("--workdir", "-w", metavar="DIR", help="Working directory.")] = None,
-    stop_signal: Annotated[str | None, _opt("--stop-signal", metavar="SIGNAL", help="e.g. SIGINT")] = None,
-    stop_grace_period: Annotated[
-        str | None, _opt("--stop-grace-period", metavar="DURATION", help="Before SIGKILL, e.g. 10s")
-    ] = None,
+    user: UserOpt = None,
+    workdir: WorkdirOpt = None,
+    stop_signal: StopSignalOpt = None,
+    stop_grace_period: StopGraceOpt = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
