@@ -65,6 +65,20 @@ class Mount(Model):
     read_only: bool = False
 
 
+class HealthCheck(Model):
+    """Docker's HEALTHCHECK: `test` is ["CMD", argv...], ["CMD-SHELL", "command"] or ["NONE"]."""
+
+    test: list[str]
+    interval: float = 30.0
+    """Seconds between probes."""
+    timeout: float = 30.0
+    """Seconds one probe may take before it counts as failed."""
+    retries: int = 3
+    """Consecutive failures that make the container unhealthy."""
+    start_period: float = 0.0
+    """Seconds after start during which failures do not count (successes still do)."""
+
+
 ServiceMode = Literal["replicated", "global", "replicated-job"]
 
 
@@ -96,6 +110,8 @@ class ServiceSpec(Model):
     """`SIGTERM`, `TERM` or `15`; None: the image's, else SIGTERM."""
     stop_grace_period: float | None = None
     """Seconds between the stop signal and SIGKILL; None: the agent's default."""
+    healthcheck: HealthCheck | None = None
+    """None: no health probe (tasks are healthy once running)."""
 
 
 class Service(Model):
@@ -163,12 +179,15 @@ class Task(Model):
     container_id: str = ""
     address: str = ""
     """The task container's IP address on its node's network (from the agent's status)."""
+    health: Health = ""
     created_at: str = ""
     updated_at: str = ""
     """Last change of the record or, in a merged view, of the observed status."""
 
 
 ObservedState = Literal["running", "complete", "failed", "shutdown", "rejected"]
+Health = Literal["", "starting", "healthy", "unhealthy"]
+"""Of a running task with a healthcheck; "" when it has none or is not running."""
 
 
 class TaskStatus(Model):
@@ -182,6 +201,7 @@ class TaskStatus(Model):
     container_id: str = ""
     address: str = ""
     """The container's IP address on the node's network; empty without one."""
+    health: Health = ""
     timestamp: str
     """When this state was observed (ISO 8601, UTC)."""
 
@@ -207,6 +227,7 @@ def observed(task: Task, status: TaskStatus | None) -> Task:
             "restarts": status.restarts,
             "container_id": status.container_id,
             "address": status.address,
+            "health": status.health,
             "updated_at": status.timestamp,
         }
     )

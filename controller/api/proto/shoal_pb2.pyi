@@ -72,7 +72,7 @@ class Mount(_message.Message):
     def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling", "mounts", "user", "working_dir", "stop_signal", "stop_grace_period")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling", "mounts", "user", "working_dir", "stop_signal", "stop_grace_period", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class ServiceSpec(_message.Message):
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _struct_pb2.ListValue
@@ -120,7 +121,22 @@ class ServiceSpec(_message.Message):
     working_dir: str
     stop_signal: str
     stop_grace_period: float
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., stop_grace_period: _Optional[float] = ...) -> None: ...
+    healthcheck: HealthCheck
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "retries", "start_period")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("id", "spec", "version", "created_at", "updated_at", "task_version", "previous_spec")
@@ -170,7 +186,7 @@ class NodeInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[str] = ..., ready: _Optional[bool] = ..., agent_api: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "service_id", "service_name", "spec_version", "slot", "node_id", "desired_state", "state", "message", "exit_code", "restarts", "container_id", "created_at", "updated_at", "address")
+    __slots__ = ("id", "service_id", "service_name", "spec_version", "slot", "node_id", "desired_state", "state", "message", "exit_code", "restarts", "container_id", "created_at", "updated_at", "address", "health")
     ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +202,7 @@ class Task(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     service_id: str
     service_name: str
@@ -201,7 +218,8 @@ class Task(_message.Message):
     created_at: str
     updated_at: str
     address: str
-    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., spec_version: _Optional[int] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., container_id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    health: str
+    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., spec_version: _Optional[int] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., container_id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., address: _Optional[str] = ..., health: _Optional[str] = ...) -> None: ...
 
 class ServiceSummary(_message.Message):
     __slots__ = ("service", "running", "desired", "completed")

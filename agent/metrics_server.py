@@ -1,0 +1,67 @@
+"""What every Shoal daemon shares for Prometheus: `shoal_build_info` and the `/metrics` listener.
+
+Each daemon keeps its own CollectorRegistry (not the global one), so several controllers or agents
+in one test process never collide.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from agent.errors import invalid
+
+
+def shoal_version() -> str:
+    try:
+        return version("shoal")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "0.0.0+unknown"
+
+
+def new_registry(component: str) -> CollectorRegistry:
+    """A registry holding `shoal_build_info{component,version,python_version} 1`."""
+    registry = CollectorRegistry(auto_describe=True)
+    info = Gauge(
+        "shoal_build_info",
+        "Always 1; labels say which Shoal build and component this is.",
+        ["component", "version", "python_version"],
+        registry=registry,
+    )
+    info.labels(component, shoal_version(), platform.python_version()).set(1)
+    return registry
+
+
+@dataclass
+class MetricsServer:
+    server: WSGIServer
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def parse_address(flag: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise invalid(flag, value, "expected HOST:PORT (port 0 picks a free one)")
+    return host.strip("[]"), int(port)
+
+
+def serve_metrics(
+    address: str, registry: CollectorRegistry, flag: str = "--metrics-address"
+) -> MetricsServer:
+    """Serve `registry` on http://HOST:PORT/metrics in a daemon thread (port 0 picks one)."""
+    host, port = parse_address(flag, address)
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(server, host, int(server.server_address[1]))
