@@ -2,11 +2,20 @@
 
 Everything lives in our own chains, hooked into the built-in ones by one jump each:
 
+    raw    PREROUTING  -> SHOAL-NOTRACK      (forwarded or VXLAN) skip conntrack, see below
+    raw    OUTPUT      -> SHOAL-NOTRACK      (VXLAN frames we send)
     nat    POSTROUTING -> SHOAL-POSTROUTING  masquerade what leaves the cluster Network from our subnet
-                                             (and hairpin DNATs from the subnet back into it)
+                                             (and DNATs from the cluster Network into the subnet)
     nat    PREROUTING  -> SHOAL-PORTS        (to a local address) published ports: DNAT to a container
     nat    OUTPUT      -> SHOAL-PORTS        (local, not loopback) the same for the node's own traffic
     filter FORWARD     -> SHOAL-FORWARD      accept to and from the cluster Network
+
+Container-to-container traffic across hosts is routed by the node without any NAT, so it is
+marked NOTRACK: conntrack would only cost throughput (the nat table makes the kernel track every
+packet of the namespace), as would tracking the VXLAN frames themselves. Only forwarded packets
+(destination not a local address) are skipped; a published port reached at a node's own address
+is tracked, and its DNAT from the cluster Network is masqueraded to the gateway, so its replies
+are addressed to the node and are tracked too.
 
 Changes go through `iptables-restore --noflush` (one atomic transaction per change, other
 software's rules untouched), inside the node's netns via `ip netns exec` when one is given. The
@@ -28,11 +37,14 @@ from netplugin.ports import PortMapping, Published, check_port, check_protocol, 
 POSTROUTING = "SHOAL-POSTROUTING"
 PORTS = "SHOAL-PORTS"
 FORWARD = "SHOAL-FORWARD"
+NOTRACK = "SHOAL-NOTRACK"
 PORT_COMMENT = "shoal-port"
 MULTICAST = "224.0.0.0/4"
 
 # (table, built-in chain, our chain, match before the jump)
 JUMPS: tuple[tuple[str, str, str, str], ...] = (
+    ("raw", "PREROUTING", NOTRACK, ""),
+    ("raw", "OUTPUT", NOTRACK, ""),
     ("nat", "POSTROUTING", POSTROUTING, ""),
     ("nat", "PREROUTING", PORTS, "-m addrtype --dst-type LOCAL"),
     ("nat", "OUTPUT", PORTS, "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL"),
@@ -44,15 +56,22 @@ class RulesError(ShoalError):
     """iptables refused a change; the message carries its own words."""
 
 
-def cluster_rules(network: IPv4Network, subnet: IPv4Network) -> dict[str, list[str]]:
+def cluster_rules(
+    network: IPv4Network, subnet: IPv4Network, vxlan_port: int | None = None
+) -> dict[str, list[str]]:
     """Pure: the contents of our fixed chains, by table (rule arguments after `-A CHAIN`)."""
     if not subnet.subnet_of(network):
         raise invalid("subnet", str(subnet), f"must lie inside the cluster network {network}")
+    notrack = [f"{NOTRACK} -s {network} -d {network} -m addrtype ! --dst-type LOCAL -j NOTRACK"]
+    if vxlan_port is not None:
+        notrack.append(f"{NOTRACK} -p udp -m udp --dport {vxlan_port} -j NOTRACK")
     return {
+        "raw": notrack,
         "nat": [
-            # A container reaching a published port of its own node, served from the same subnet:
-            # without this the reply would go straight back over the bridge, un-NATed.
-            f"{POSTROUTING} -s {subnet} -d {subnet} -m conntrack --ctstate DNAT -j MASQUERADE",
+            # A container reaching a published port at a node's own address: masqueraded to the
+            # gateway, or the reply would go straight back to the container, un-NATed (same node)
+            # or untracked (another node's container, whose traffic is NOTRACK above).
+            f"{POSTROUTING} -s {network} -d {subnet} -m conntrack --ctstate DNAT -j MASQUERADE",
             f"{POSTROUTING} -s {subnet} -d {network} -j RETURN",
             f"{POSTROUTING} -s {subnet} ! -d {MULTICAST} -j MASQUERADE --random-fully",
         ],
@@ -131,15 +150,19 @@ class Rules:
 
     # -- cluster ------------------------------------------------------------------------------
 
-    def ensure_cluster(self, network: IPv4Network, subnet: IPv4Network) -> None:
-        """Masquerade + forwarding for `subnet` of `network`; rewrites our chains atomically."""
-        wanted = cluster_rules(network, subnet)
+    def ensure_cluster(
+        self, network: IPv4Network, subnet: IPv4Network, vxlan_port: int | None = None
+    ) -> None:
+        """Masquerade + forwarding for `subnet` of `network` (and NOTRACK for VXLAN frames on
+        `vxlan_port`); rewrites our chains atomically."""
+        wanted = cluster_rules(network, subnet, vxlan_port)
         with self._lock:
             saved = self._save()
             chains = _chains(saved)
-            script: dict[str, list[str]] = {"nat": [], "filter": []}
+            script: dict[str, list[str]] = {"raw": [], "nat": [], "filter": []}
             # Declaring a chain under --noflush empties it: fine for the fixed chains (rewritten
             # whole in the same transaction), never for SHOAL-PORTS, which holds published ports.
+            script["raw"].append(f":{NOTRACK} - [0:0]")
             script["nat"].append(f":{POSTROUTING} - [0:0]")
             script["filter"].append(f":{FORWARD} - [0:0]")
             if PORTS not in chains.get("nat", set()):
@@ -156,11 +179,11 @@ class Rules:
         with self._lock:
             saved = self._save()
             chains = _chains(saved)
-            script: dict[str, list[str]] = {"nat": [], "filter": []}
+            script: dict[str, list[str]] = {"raw": [], "nat": [], "filter": []}
             for table, builtin, chain, match in JUMPS:
                 if _has_rule(saved, table, _jump(builtin, chain, match)):
                     script[table].append(f"-D {_jump(builtin, chain, match)}")
-            for table, chain in (("nat", POSTROUTING), ("nat", PORTS), ("filter", FORWARD)):
+            for table, chain in (("raw", NOTRACK), ("nat", POSTROUTING), ("nat", PORTS), ("filter", FORWARD)):
                 if chain in chains.get(table, set()):
                     script[table] += [f"-F {chain}", f"-X {chain}"]
             self._restore(script)

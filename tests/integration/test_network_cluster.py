@@ -70,11 +70,36 @@ def kernel_state(host: Host) -> str:
     return result.stdout
 
 
+def notracked_packets(host: Host) -> int:
+    """Packets the cluster-network NOTRACK rule matched in the host's raw table."""
+    saved = subprocess.run(
+        ["ip", "netns", "exec", host.plugin.host.netns, "iptables-save", "-c", "-t", "raw"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = [line.split("]")[0] for line in saved.splitlines() if "--dst-type LOCAL -j NOTRACK" in line]
+    assert len(counts) == 1, saved
+    return int(counts[0].lstrip("[").split(":")[0])
+
+
 def test_containers_on_different_hosts_talk_and_a_dead_host_leaves_no_route(hosts: list[Host]) -> None:
     servers = []
     for i, host in enumerate(hosts, start=1):
         host.agent.cli(
-            "container", "run", "-d", "--name", "web", "--hostname", f"web{i}", "busybox", "sh", "-c", SERVE
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            f"web{i}",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            SERVE,
         )
         servers.append(host.agent.inspect("web")["ip_address"])
     subnets = {IPv4Network(f"{ip}/24", strict=False) for ip in servers}
@@ -92,6 +117,15 @@ def test_containers_on_different_hosts_talk_and_a_dead_host_leaves_no_route(host
                     interval=0.2,
                     what=f"host {src + 1} -> the container on host {dst + 1}",
                 )
+
+    # Routed container-to-container packets bypassed conntrack (Shoal's NOTRACK rule counted them).
+    for host in hosts:
+        assert notracked_packets(host) > 0
+    # A published port of another host, reached at its underlay address or at its bridge's gateway
+    # address (cluster traffic that is DNATed: it must be tracked and masqueraded to come back).
+    gateway = IPv4Network(f"{servers[1]}/24", strict=False).network_address + 1
+    for address in (hosts[1].plugin.host.public_ip, gateway):
+        assert fetch(hosts[0].agent, f"http://{address}:8080/") == "hello from web2"
 
     # Host 3's plugin dies: its lease is no longer renewed and, once it expires, its route (and for
     # vxlan its neighbour and FDB entry) is gone from the other hosts.

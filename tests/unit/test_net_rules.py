@@ -33,13 +33,22 @@ COMMIT
 def test_masquerade_only_what_leaves_the_cluster_network_and_forward_the_network() -> None:
     rules = cluster_rules(NETWORK, SUBNET)
     assert rules["nat"] == [
-        "SHOAL-POSTROUTING -s 10.44.3.0/24 -d 10.44.3.0/24 -m conntrack --ctstate DNAT -j MASQUERADE",
+        "SHOAL-POSTROUTING -s 10.44.0.0/16 -d 10.44.3.0/24 -m conntrack --ctstate DNAT -j MASQUERADE",
         "SHOAL-POSTROUTING -s 10.44.3.0/24 -d 10.44.0.0/16 -j RETURN",
         "SHOAL-POSTROUTING -s 10.44.3.0/24 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully",
     ]
     assert rules["filter"] == [
         "SHOAL-FORWARD -s 10.44.0.0/16 -j ACCEPT",
         "SHOAL-FORWARD -d 10.44.0.0/16 -j ACCEPT",
+    ]
+
+
+def test_forwarded_cluster_traffic_and_vxlan_frames_skip_conntrack() -> None:
+    forwarded = "SHOAL-NOTRACK -s 10.44.0.0/16 -d 10.44.0.0/16 -m addrtype ! --dst-type LOCAL -j NOTRACK"
+    assert cluster_rules(NETWORK, SUBNET)["raw"] == [forwarded]
+    assert cluster_rules(NETWORK, SUBNET, vxlan_port=8472)["raw"] == [
+        forwarded,
+        "SHOAL-NOTRACK -p udp -m udp --dport 8472 -j NOTRACK",
     ]
 
 
