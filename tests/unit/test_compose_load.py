@@ -110,6 +110,18 @@ def test_interpolation_forms() -> None:
     assert i.value({"k": ["$SET", 1]}, "") == {"k": ["v", 1]}
 
 
+def test_nested_defaults_are_interpolated_only_when_used() -> None:
+    i = Interpolation({"SET": "v", "EMPTY": ""}, "f.yml")
+    assert i.string("${EMPTY:-${SET}}/${MISSING:-${ALSO_MISSING:-d}}", "x") == "v/d"
+    assert i.string("${SET:-${NEVER:?unused}} ${SET:+[${SET}]} ${EMPTY:-$$}", "x") == "v [v] $"
+    assert i.unset == []
+    with pytest.raises(InvalidArgument, match=r"required variable EMPTY is missing: set v"):
+        i.string("${EMPTY:?set ${SET}}", "x")
+    for bad in ("${SET", "${SET:-${X}", "${SET!x}", "${}", "$-"):
+        with pytest.raises(InvalidArgument, match=r"f.yml: x: invalid interpolation"):
+            i.string(bad, "x")
+
+
 BAD = [
     ("duplicate key", "services:\n  web:\n    image: a\n    image: b\n", r"line 4.*duplicate key"),
     ("not yaml", "services: [\n", r"compose.yml: line"),
