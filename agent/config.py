@@ -60,6 +60,8 @@ class AgentConfig:
     stop_timeout: float = 10.0
     """Seconds between the stop signal and SIGKILL."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    metrics_address: str = ""
+    """HOST:PORT to serve Prometheus metrics on (port 0: any free one); empty: no listener."""
 
     # ---- cluster membership (all unused unless `etcd` is set) ----
     etcd: str | None = None

@@ -10,11 +10,16 @@ import logging
 import signal
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from agent.api import serve
 from agent.config import AgentConfig
 from agent.images.store import ImageStore
 from agent.node import Node
+
+if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
+    from agent.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +32,21 @@ def run(config: AgentConfig) -> None:
         from agent.network import NodeNetwork  # pyroute2 costs ~0.3 s: only agents with a network
 
         network = NodeNetwork(config.network_env, config.network_dir, config.network_netns)
-    node = Node(config, ImageStore(config.images_dir, config.default_registry), network)
+    metrics: AgentMetrics | None = None
+    metrics_server: MetricsServer | None = None
+    if config.metrics_address:
+        from agent.metrics import AgentMetrics, listen  # prometheus_client: only agents that export them
+
+        metrics = AgentMetrics()
+        metrics_server = listen(config.metrics_address, metrics.registry)
+    images = ImageStore(config.images_dir, config.default_registry, metrics.observe_pull if metrics else None)
+    node = Node(config, images, network, metrics)
+    if metrics is not None:
+        metrics.attach(node)
     node.start()
     server = serve(node, config.socket_path)
     log.info("agent ready on unix://%s (state in %s)", config.socket_path, config.state_dir)
-    cluster = _join_cluster(config, node) if config.etcd else None
+    cluster = _join_cluster(config, node, metrics) if config.etcd else None
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -39,6 +54,8 @@ def run(config: AgentConfig) -> None:
     done.wait()
     if cluster is not None:
         cluster.close()
+    if metrics_server is not None:
+        metrics_server.close()
     # Containers keep running: their monitors are independent of the agent (live restore).
     server.stop(grace=2).wait()
     node.close()
@@ -48,17 +65,22 @@ def run(config: AgentConfig) -> None:
 class _Cluster:
     """Registration and task worker of one agent, closed together (leases are not revoked)."""
 
-    def __init__(self, config: AgentConfig, node: Node) -> None:
+    def __init__(self, config: AgentConfig, node: Node, metrics: AgentMetrics | None) -> None:
         # Imported here: etcd3 costs ~0.2 s and a node-local agent does not need it.
         from agent.tasks.node_runtime import NodeRuntime
         from agent.tasks.registration import NodeRegistration
         from agent.tasks.status import SingleStatusWriter
         from agent.tasks.worker import TaskWorker
         from controller.api.types import NodeInfo
+        from controller.store.base import Store
         from controller.store.etcd import EtcdStore
 
         assert config.etcd is not None
-        self.store = EtcdStore(config.etcd.split(","))
+        self.store: Store = EtcdStore(config.etcd.split(","))
+        if metrics is not None:
+            from controller.store.instrumented import InstrumentedStore
+
+            self.store = InstrumentedStore(self.store, metrics.registry)
         info = NodeInfo(
             id=config.node_id,
             hostname=socket.gethostname(),
@@ -82,8 +104,8 @@ class _Cluster:
         self.store.close()
 
 
-def _join_cluster(config: AgentConfig, node: Node) -> _Cluster:
-    cluster = _Cluster(config, node)
+def _join_cluster(config: AgentConfig, node: Node, metrics: AgentMetrics | None) -> _Cluster:
+    cluster = _Cluster(config, node, metrics)
     cluster.start()
     log.info("node %s joining the cluster at %s (ttl %gs)", config.node_id, config.etcd, config.node_ttl)
     return cluster

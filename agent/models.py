@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,23 @@ class Resources(Model):
     pids_limit: int | None = None
 
 
+HEALTH_TEST_KINDS = ("CMD", "CMD-SHELL", "NONE")
+
+
+class HealthCheck(Model):
+    """Docker's HEALTHCHECK: `test` is ["CMD", argv...], ["CMD-SHELL", "command"] or ["NONE"]."""
+
+    test: list[str]
+    interval: float = 30.0
+    """Seconds between probes."""
+    timeout: float = 30.0
+    """Seconds one probe may take before it counts as failed."""
+    retries: int = 3
+    """Consecutive failures that make the container unhealthy."""
+    start_period: float = 0.0
+    """Seconds after start during which failures do not count (successes still do)."""
+
+
 class ContainerCreate(Model):
     """What `shoal container run` asks for (Docker's `docker run` model)."""
 
@@ -71,6 +88,8 @@ class ContainerCreate(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     privileged: bool = False
     cap_add: list[str] = Field(default_factory=list)
+    healthcheck: HealthCheck | None = None
+    """None or test ["NONE"]: no probes (health is not reported)."""
 
 
 ContainerStatus = Literal["created", "running", "restarting", "exited", "dead"]
@@ -87,6 +106,28 @@ class ContainerState(Model):
     restart_count: int = 0
     manually_stopped: bool = False
     """Set by `stop`/`kill`: unless-stopped and always do not restart it (until start)."""
+
+
+class HealthLogEntry(Model):
+    """One probe's result, as Docker's State.Health.Log."""
+
+    start: str
+    end: str
+    exit_code: int
+    """-1 when the probe could not run or timed out."""
+    output: str
+
+
+HealthStatus = Literal["starting", "healthy", "unhealthy"]
+
+
+class HealthState(Model):
+    """Of a running container with a healthcheck; not persisted (a restarted agent starts over)."""
+
+    status: HealthStatus = "starting"
+    failing_streak: int = 0
+    log: list[HealthLogEntry] = Field(default_factory=list)
+    """The last few results, oldest first."""
 
 
 class ContainerInfo(Model):
@@ -107,6 +148,8 @@ class ContainerInfo(Model):
     log_path: str
     ip_address: str = ""
     """On the bridge network: the container's address on the node's subnet."""
+    health: HealthState | None = None
+    """While it runs or restarts, when it has a healthcheck."""
 
 
 # ---- flag value parsers -----------------------------------------------------------------
@@ -262,6 +305,44 @@ def validate_create(req: ContainerCreate) -> None:
         parse_signal("--stop-signal", req.stop_signal)
     if req.stop_timeout is not None and req.stop_timeout < 0:
         raise invalid("--stop-timeout", req.stop_timeout, "must not be negative")
+    if req.healthcheck is not None:
+        validate_healthcheck("healthcheck", req.healthcheck)
+
+
+class HealthCheckLike(Protocol):
+    """The agent's HealthCheck and the service spec's have the same fields."""
+
+    @property
+    def test(self) -> list[str]: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def start_period(self) -> float: ...
+
+
+def validate_healthcheck(field: str, hc: HealthCheckLike) -> None:
+    """Docker's rules; `field` prefixes the field names in errors (`healthcheck.interval`)."""
+    if not hc.test:
+        raise invalid(f"{field}.test", hc.test, 'must not be empty (use ["NONE"] to disable)')
+    kind = hc.test[0]
+    if kind not in HEALTH_TEST_KINDS:
+        raise invalid(f"{field}.test", hc.test, "must start with CMD, CMD-SHELL or NONE")
+    if kind != "NONE" and not any(word.strip() for word in hc.test[1:]):
+        raise invalid(f"{field}.test", hc.test, f"{kind} needs a command after it")
+    if any("\0" in word for word in hc.test):
+        raise invalid(f"{field}.test", hc.test, "may not contain NUL")
+    for name in ("interval", "timeout"):
+        value = getattr(hc, name)
+        if not value > 0 or value == float("inf"):
+            raise invalid(f"{field}.{name}", value, "must be a duration greater than zero")
+    if not 0 <= hc.start_period < float("inf"):
+        raise invalid(f"{field}.start_period", hc.start_period, "must not be negative")
+    if hc.retries < 1:
+        raise invalid(f"{field}.retries", hc.retries, "must be at least 1")
 
 
 # ---- API results ------------------------------------------------------------------------
@@ -290,6 +371,9 @@ class ContainerStats(Model):
     memory_working_set_bytes: int
     memory_limit_bytes: int | None
     pids: int
+    network_rx_bytes: int = 0
+    """On the container's eth0 (0 on network none or host)."""
+    network_tx_bytes: int = 0
 
 
 class ProcessInfo(Model):

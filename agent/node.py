@@ -13,15 +13,18 @@ import os
 import secrets
 import selectors
 import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from signal import SIGKILL
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from agent import health
 from agent.config import AgentConfig
 from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable, invalid
 from agent.images.layers import upper_changes
@@ -33,6 +36,8 @@ from agent.models import (
     ContainerState,
     ContainerStats,
     ExecChunk,
+    HealthLogEntry,
+    HealthState,
     ImageInfo,
     LogEntry,
     ProcessInfo,
@@ -52,6 +57,7 @@ from agent.runtime.monitor import (
     read_exit,
     start_shim,
 )
+from agent.runtime.netdev import NetCounters, read_net_dev
 from agent.runtime.rootfs import is_mounted, mount_overlay, unmount
 from agent.runtime.runc import Runc
 from agent.runtime.spec import DEFAULT_PATH_ENV, OciInputs, build_oci_spec, resolve_user
@@ -59,6 +65,7 @@ from agent.supervisor import Supervisor, Timer
 from agent.volumes import check_mount_policy, oci_mounts
 
 if TYPE_CHECKING:
+    from agent.metrics import AgentMetrics
     from agent.network import NodeNetwork  # imports pyroute2 (0.3 s): only agents with a network pay it
 
 log = logging.getLogger(__name__)
@@ -104,6 +111,20 @@ class Record(BaseModel):
     netns_path: str = ""
     """Bridge network: the namespace the node network set up (it outlives restarts, not rm)."""
     ip_address: str = ""
+    stop_reason: str = ""
+    """Why the agent is stopping it without a manual stop (unhealthy): the exit's error."""
+
+
+class Probe:
+    """One health probe in flight: `runc exec` with its output in an anonymous file."""
+
+    def __init__(self, generation: int, proc: subprocess.Popen[bytes], output: IO[bytes], start: str) -> None:
+        self.generation = generation
+        self.proc = proc
+        self.output = output
+        self.start = start
+        self.timer: Timer | None = None
+        self.timed_out = False
 
 
 class Container:
@@ -113,6 +134,12 @@ class Container:
         self.cond = threading.Condition(threading.RLock())
         self.restart_timer: Timer | None = None
         self.log_followers: set[threading.Event] = set()
+        # Health probing of the current run (not persisted: a restarted agent starts over).
+        self.health: HealthState | None = None
+        self.health_generation = 0
+        """Bumped when a run starts or stops, so results of an older run's probes are dropped."""
+        self.health_timer: Timer | None = None
+        self.probe: Probe | None = None
 
     @property
     def id(self) -> str:
@@ -147,11 +174,19 @@ class Container:
 
 
 class Node:
-    def __init__(self, config: AgentConfig, images: ImageStore, network: NodeNetwork | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        images: ImageStore,
+        network: NodeNetwork | None = None,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
         self.config = config
         self.images = images
         self.network = network
         """The bridge network (netplugin's), if this node has one."""
+        self.metrics = metrics
+        """Where restart delays are observed (None: not exported)."""
         self.runc = Runc(config.runc, config.runc_root)
         self.supervisor = Supervisor()
         self.shims = ShimZygote(config.run_dir / "shim-zygote.log")  # spawned on first use
@@ -181,6 +216,11 @@ class Node:
     def close(self) -> None:
         """Stop supervising; containers keep running (live restore)."""
         self.supervisor.stop()
+        with self._lock:
+            containers = list(self._containers.values())
+        for c in containers:
+            with c.cond:
+                self._stop_probes(c)
         self.shims.close()
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
@@ -204,6 +244,8 @@ class Node:
         if status == "running" and self._is_our_shim(c):
             log.info("container %s: adopted running monitor pid %d", c.id[:12], c.record.shim_pid)
             self.supervisor.watch_pid(c.record.shim_pid, lambda: self._on_exit(c.id))
+            with c.cond:
+                self._start_probes(c)
         elif status == "running":
             log.info("container %s: exited while the agent was down", c.id[:12])
             self.supervisor.call_later(0, lambda: self._on_exit(c.id))
@@ -244,6 +286,7 @@ class Node:
             rootfs=str(c.rootfs),
             log_path=str(c.log_path),
             ip_address=r.ip_address,
+            health=c.health,
         )
 
     # ---- create and start ------------------------------------------------------------
@@ -423,12 +466,18 @@ class Node:
         c.save()
         c.cond.notify_all()
         self.supervisor.watch_pid(started.shim_pid, lambda: self._on_exit(c.id))
+        self._start_probes(c)
 
     # ---- exits and restarts (supervisor thread) --------------------------------------
 
     def _by_id(self, cid: str) -> Container | None:
         with self._lock:
             return self._containers.get(cid)
+
+    def records(self) -> list[Record]:
+        """Every container's record, for metrics at scrape time: read them, never change them."""
+        with self._lock:
+            return [c.record for c in self._containers.values()]
 
     def _on_exit(self, cid: str) -> None:
         c = self._by_id(cid)
@@ -437,24 +486,27 @@ class Node:
         with c.cond:
             if c.state.status != "running":
                 return
+            self._stop_probes(c)
             exit_rec = read_exit(c.exit_file)
             if exit_rec is None:
                 # The monitor died without recording an exit: make sure nothing is left running.
                 self.runc.kill(c.id, "KILL", all=True)
                 self.runc.delete(c.id, force=True)
                 exit_rec = ExitRecord(255, False, "", _now(), "the container monitor died unexpectedly")
+            reason, c.record.stop_reason = c.record.stop_reason, ""
             c.set_state(
                 status="exited",
                 pid=0,
                 exit_code=exit_rec.exit_code,
                 oom_killed=exit_rec.oom_killed,
-                error=exit_rec.error,
+                error=reason or exit_rec.error,
                 finished_at=exit_rec.finished_at,
             )
             s = c.state
             decision = decide(
                 c.record.config.restart,
-                s.exit_code,
+                # Stopped for being unhealthy is a failure, even if the process exited 0 on the signal.
+                (s.exit_code or 1) if reason else s.exit_code,
                 s.manually_stopped,
                 s.restart_count,
                 max(0.0, _parse_time(s.finished_at) - _parse_time(s.started_at)),
@@ -463,6 +515,8 @@ class Node:
             )
             log.info("container %s exited with %d: %s", c.id[:12], s.exit_code, decision.reason)
             if decision.restart:
+                if self.metrics is not None:
+                    self.metrics.observe_restart_backoff(decision.delay)
                 c.record.last_delay = decision.delay
                 c.set_state(status="restarting")
                 c.restart_timer = self.supervisor.call_later(decision.delay, lambda: self._restart(cid))
@@ -492,6 +546,129 @@ class Node:
     def _end_followers(self, c: Container) -> None:
         for ev in c.log_followers:
             ev.set()
+
+    # ---- health probes (supervisor thread) -------------------------------------------
+
+    def _start_probes(self, c: Container) -> None:
+        """A new run (or an adopted one): health starts over. Caller holds `c.cond`."""
+        self._stop_probes(c)
+        check = c.record.config.healthcheck
+        if health.probe_argv(check) is None or check is None:
+            c.health = None
+            return
+        c.health = health.initial()
+        self._schedule_probe(c, check.interval)
+
+    def _stop_probes(self, c: Container) -> None:
+        """No more probes for this run; the last health stays visible. Caller holds `c.cond`."""
+        c.health_generation += 1
+        if c.health_timer is not None:
+            c.health_timer.cancel()
+            c.health_timer = None
+        probe, c.probe = c.probe, None
+        if probe is not None:
+            self._kill_probe(c, probe)
+
+    def _schedule_probe(self, c: Container, delay: float) -> None:
+        generation, cid = c.health_generation, c.id
+        c.health_timer = self.supervisor.call_later(delay, lambda: self._probe(cid, generation))
+
+    def _probe(self, cid: str, generation: int) -> None:
+        c = self._by_id(cid)
+        if c is None:
+            return
+        with c.cond:
+            check = c.record.config.healthcheck
+            argv = health.probe_argv(check)
+            if generation != c.health_generation or c.state.status != "running" or check is None or not argv:
+                return
+            c.health_timer = None
+            r = c.record
+            output = tempfile.TemporaryFile()
+            pid_file = c.dir / "probe.pid"
+            pid_file.unlink(missing_ok=True)
+            start = _now()
+            try:
+                user = f"{r.uid}:{r.gid}"
+                proc = self.runc.exec_popen(
+                    r.id, argv, r.env, r.cwd, user, stdout=output, stderr=subprocess.STDOUT, pid_file=pid_file
+                )
+            except ShoalError as e:
+                output.close()
+                failed = HealthLogEntry(start=start, end=_now(), exit_code=health.TIMED_OUT, output=str(e))
+                changed = self._probe_result(c, failed)
+            else:
+                probe = c.probe = Probe(generation, proc, output, start)
+                probe.timer = self.supervisor.call_later(
+                    check.timeout, lambda: self._probe_timeout(cid, probe)
+                )
+                self.supervisor.watch_pid(proc.pid, lambda: self._probe_done(cid, probe))
+                return
+        if changed:
+            self._notify(cid)
+
+    def _probe_timeout(self, cid: str, probe: Probe) -> None:
+        c = self._by_id(cid)
+        if c is None:
+            return
+        with c.cond:
+            if c.probe is probe:
+                probe.timed_out = True
+                self._kill_probe(c, probe)  # its exit (watched) records the failure
+
+    def _kill_probe(self, c: Container, probe: Probe) -> None:
+        """SIGKILL the probe's process in the container, then `runc exec` itself."""
+        if probe.timer is not None:
+            probe.timer.cancel()
+        try:
+            pid = int((c.dir / "probe.pid").read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid > 0:
+            try:
+                os.kill(pid, SIGKILL)
+            except ProcessLookupError:
+                pass
+        if probe.proc.poll() is None:
+            probe.proc.kill()
+
+    def _probe_done(self, cid: str, probe: Probe) -> None:
+        code = probe.proc.wait()  # it exited (watched): reaps it
+        if probe.timer is not None:
+            probe.timer.cancel()
+        probe.output.seek(0)
+        text = health.clip_output(probe.output.read(health.MAX_OUTPUT))
+        probe.output.close()
+        c = self._by_id(cid)
+        if c is None:
+            return
+        with c.cond:
+            if c.probe is not probe or probe.generation != c.health_generation:
+                return  # the run it probed is over
+            c.probe = None
+            check = c.record.config.healthcheck
+            assert check is not None
+            if probe.timed_out:
+                code, text = health.TIMED_OUT, health.timeout_output(check.timeout)
+            entry = HealthLogEntry(start=probe.start, end=_now(), exit_code=code, output=text)
+            changed = self._probe_result(c, entry)
+        if changed:
+            self._notify(cid)
+
+    def _probe_result(self, c: Container, entry: HealthLogEntry) -> bool:
+        """Record one result and schedule the next probe; True when the status changed."""
+        check = c.record.config.healthcheck
+        if c.health is None or check is None:
+            return False
+        if self.metrics is not None:
+            self.metrics.observe_health(entry.exit_code == 0)
+        before = c.health.status
+        since_start = _parse_time(entry.start) - _parse_time(c.state.started_at)
+        c.health = health.record(c.health, entry, check, since_start)
+        if c.health.status != before:
+            log.info("container %s: health %s -> %s", c.id[:12], before, c.health.status)
+        self._schedule_probe(c, check.interval)
+        return c.health.status != before
 
     # ---- user operations -------------------------------------------------------------
 
@@ -546,11 +723,31 @@ class Node:
             c.save()
             if c.state.status != "running":
                 return
-            self._signal(c, parse_signal("stop signal", sig))
-            if not c.cond.wait_for(lambda: c.state.status != "running", timeout=grace):
-                self._signal(c, SIGKILL, all=True)
-                if not c.cond.wait_for(lambda: c.state.status != "running", timeout=10):
-                    raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
+            self._terminate(c, sig, grace)
+
+    def _terminate(self, c: Container, sig: str, grace: float) -> None:
+        """Signal a running `c`, wait `grace`, SIGKILL, wait for the exit. Caller holds `c.cond`."""
+        self._signal(c, parse_signal("stop signal", sig))
+        if not c.cond.wait_for(lambda: c.state.status != "running", timeout=grace):
+            self._signal(c, SIGKILL, all=True)
+            if not c.cond.wait_for(lambda: c.state.status != "running", timeout=10):
+                raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
+
+    def container_stop_unhealthy(self, ref: str, timeout: float | None) -> ContainerInfo:
+        """Stop a running container that is unhealthy (stop signal, grace, SIGKILL) as a failure:
+        not a manual stop, so its restart policy applies; its exit's error says why. A no-op when
+        it is not running or no longer unhealthy (the caller's view may be old)."""
+        c = self._get(ref)
+        grace = timeout if timeout is not None else c.record.config.stop_timeout
+        grace = self.config.stop_timeout if grace is None else grace
+        with c.cond:
+            if c.state.status != "running" or c.health is None or c.health.status != "unhealthy":
+                return self._info(c)
+            c.record.stop_reason = health.unhealthy_message(c.health)
+            c.save()
+            log.info("container %s: stopping it: %s", c.id[:12], c.record.stop_reason)
+            self._terminate(c, c.record.stop_signal, grace)
+        return self._info(c)
 
     def _signal(self, c: Container, signum: int, all: bool = False) -> None:
         try:
@@ -571,6 +768,7 @@ class Node:
                 )
             if c.live():
                 self._halt(c, "SIGKILL", 0)
+            self._stop_probes(c)
             self.runc.delete(c.id, force=True)
             if c.record.netns_path and self.network is not None:
                 self.network.disconnect(c.id)
@@ -643,6 +841,7 @@ class Node:
     def container_stats(self, ref: str) -> ContainerStats:
         c = self._running(ref)
         s = cgroups.read_stats(c.record.cgroups_path)
+        net = NetCounters() if c.record.config.network == "host" else read_net_dev(c.state.pid)
         return ContainerStats(
             id=c.id,
             name=c.record.name,
@@ -650,6 +849,8 @@ class Node:
             memory_working_set_bytes=s.memory_working_set_bytes,
             memory_limit_bytes=s.memory_limit_bytes,
             pids=s.pids,
+            network_rx_bytes=net.rx_bytes,
+            network_tx_bytes=net.tx_bytes,
         )
 
     def container_top(self, ref: str) -> list[ProcessInfo]:

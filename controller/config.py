@@ -48,6 +48,8 @@ class ControllerConfig:
     node_down_grace: float = 5.0
     max_lost_nodes_per_pass: int = 1
     task_history_limit: int = 5
+    metrics_address: str = ""
+    """Where /metrics is served: HOST:PORT (port 0 picks one); empty: no metrics listener."""
 
     def __post_init__(self) -> None:
         if not self.etcd_endpoints:
@@ -65,6 +67,8 @@ class ControllerConfig:
             raise invalid("--max-lost-nodes", self.max_lost_nodes_per_pass, "must be at least 1")
         if self.task_history_limit < 0:
             raise invalid("--history", self.task_history_limit, "must be zero or more")
+        if self.metrics_address:
+            check_host_port("--metrics-address", self.metrics_address, allow_zero=True)
 
     def reconcile_settings(self) -> ReconcileSettings:
         return ReconcileSettings(

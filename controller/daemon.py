@@ -7,12 +7,15 @@ import logging
 import signal
 import threading
 
+from agent.metrics_server import MetricsServer, serve_metrics
 from controller.api.server import ApiServer, serve
 from controller.config import ControllerConfig
 from controller.election import Election
+from controller.metrics import ControllerMetrics
 from controller.orchestrator import Orchestrator
 from controller.store.base import Compare, Store
 from controller.store.etcd import EtcdStore
+from controller.store.instrumented import InstrumentedStore
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +24,20 @@ SUPERVISE_INTERVAL = 1.0
 
 
 class Controller:
-    def __init__(self, config: ControllerConfig, store: Store | None = None) -> None:
+    def __init__(
+        self, config: ControllerConfig, store: Store | None = None, metrics: ControllerMetrics | None = None
+    ) -> None:
+        """metrics: given, it is fed without a listener (in-process tests); else one is made when
+        config.metrics_address asks for a listener."""
         self.config = config
         self.id = config.controller_id
-        self._store = store or EtcdStore(list(config.etcd_endpoints))
         self._owns_store = store is None
+        store = store or EtcdStore(list(config.etcd_endpoints))
+        if metrics is None and config.metrics_address:
+            metrics = ControllerMetrics()
+        self.metrics = metrics
+        self._store = InstrumentedStore(store, metrics.registry) if metrics is not None else store
+        self._metrics_server: MetricsServer | None = None
         self._server: ApiServer | None = None
         self.election = Election(self._store, self.id, ttl=config.leader_ttl)
         self._lock = threading.Lock()
@@ -37,25 +49,41 @@ class Controller:
         assert self._server is not None, "not started"
         return self._server.address
 
+    @property
+    def metrics_url(self) -> str:
+        assert self._metrics_server is not None, "no metrics listener"
+        return self._metrics_server.url
+
     def start(self) -> None:
+        if self.config.metrics_address and self.metrics is not None:
+            self._metrics_server = serve_metrics(self.config.metrics_address, self.metrics.registry)
+            log.info("controller %s serves metrics on %s", self.id, self._metrics_server.url)
         self._server = serve(self._store, self.config.listen)
         log.info("controller %s ready on %s", self.id, self._server.address)
         self.election.start(self._on_elected, self._on_deposed)
 
     def _on_elected(self, fence: Compare) -> None:
         log.info("controller %s is the leader", self.id)
+        if self.metrics is not None:
+            self.metrics.became_leader()
         with self._lock:
             self._fence = fence
             self._start_orchestrator(fence)
 
     def _start_orchestrator(self, fence: Compare) -> None:
-        self.orchestrator = Orchestrator(self._store, fence, self.config.reconcile_settings())
+        self.orchestrator = Orchestrator(
+            self._store, fence, self.config.reconcile_settings(), observer=self.metrics
+        )
+        if self.metrics is not None:
+            self.metrics.follow(self.orchestrator)
         self.orchestrator.start()
 
     def _on_deposed(self) -> None:
         with self._lock:
             self._fence = None
             orchestrator, self.orchestrator = self.orchestrator, None
+        if self.metrics is not None:
+            self.metrics.stepped_down()
         if orchestrator is not None:
             orchestrator.stop()
         log.info("controller %s stepped down", self.id)
@@ -76,6 +104,8 @@ class Controller:
             self._server.stop(grace=2.0)
         if self._owns_store:
             self._store.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         log.info("controller %s stopped", self.id)
 
 

@@ -37,7 +37,9 @@ from netplugin.subnet.leases import DEFAULT_TTL, LeaseManager, LeaseWatcher, Sub
 from netplugin.subnet.model import SubnetLease
 
 if TYPE_CHECKING:
+    from agent.metrics_server import MetricsServer
     from netplugin.dataplane.netlink import Netlink
+    from netplugin.metrics import NetpluginMetrics
     from netplugin.sync import NetworkSync
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ T = TypeVar("T")
 
 DEFAULT_STATE_DIR = Path("/var/lib/shoal/net")
 DEFAULT_SUBNET_FILE = Path("/run/shoal/subnet.env")
+DEFAULT_IPAM_DIR = Path("/var/lib/shoal/network/ipam")
+"""Where a default agent (state dir /var/lib/shoal) keeps its container addresses."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class NetpluginConfig:
     bridge: str = "shoal0"
     repair_interval: float = 5.0
     config_poll_interval: float = 1.0
+    metrics_address: str = ""
+    """HOST:PORT for Prometheus metrics (port 0: any free one); empty: no listener."""
+    ipam_dir: Path = DEFAULT_IPAM_DIR
+    """The agent's IPAM state (`<agent state dir>/network/ipam`): container addresses in use."""
 
 
 def gateway_of(subnet: IPv4Network) -> IPv4Interface:
@@ -115,12 +123,14 @@ class Netplugin:
         store: Store,
         stop: threading.Event,
         on_lost: Callable[[SubnetLost], None] | None = None,
+        metrics: NetpluginMetrics | None = None,
     ) -> None:
         """`stop` ends waits for an unreachable etcd during start-up; on_lost: see LeaseManager."""
         self.cfg = cfg
         self.store = store
         self._stop = stop
         self._on_lost = on_lost
+        self.metrics = metrics
         self.driver: Netlink | None = None
         self.manager: LeaseManager | None = None
         self.sync: NetworkSync | None = None
@@ -150,8 +160,15 @@ class Netplugin:
         backend = BACKENDS[net.backend.type]()
         vni, vtep_mac = backend.prepare(driver, net, underlay, cfg.state_dir)
 
+        metrics = self.metrics
         self.manager = LeaseManager(
-            self.store, net, cfg.prefix, cfg.lease_ttl, state_dir=cfg.state_dir, on_lost=self._on_lost
+            self.store,
+            net,
+            cfg.prefix,
+            cfg.lease_ttl,
+            state_dir=cfg.state_dir,
+            on_lost=self._on_lost,
+            on_renew_failure=metrics.renewal_failed if metrics is not None else None,
         )
         previous = previous_subnet(cfg.state_dir, cfg.subnet_file, net.network)
         manager = self.manager
@@ -164,10 +181,18 @@ class Netplugin:
         gateway = gateway_of(lease.subnet)
         with Links(cfg.netns) as links:
             ensure_bridge(links, cfg.bridge, gateway=gateway, mtu=backend.mtu)
-        Rules(cfg.netns).ensure_cluster(net.network, lease.subnet)
+        vxlan_port = net.backend.port if net.backend.type == "vxlan" else None
+        Rules(cfg.netns).ensure_cluster(net.network, lease.subnet, vxlan_port)
 
-        self.sync = NetworkSync(driver, backend, net, lease, underlay)
-        self.watcher = LeaseWatcher(self.store, cfg.prefix, self.sync.update)
+        self.sync = sync = NetworkSync(
+            driver, backend, net, lease, underlay, metrics.observe_sync if metrics is not None else None
+        )
+        self.watcher = LeaseWatcher(
+            self.store,
+            cfg.prefix,
+            lambda leases: sync.update(leases, "watch"),
+            on_relist=lambda leases: sync.update(leases, "relist"),
+        )
         self.sync.start_repair_loop(cfg.repair_interval)
         write_subnet_env(cfg.subnet_file, SubnetEnv(net.network, lease.subnet, backend.mtu, ipmasq=True))
         log.info(
@@ -225,8 +250,22 @@ def run(cfg: NetpluginConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
 
-    store = EtcdStore(list(cfg.etcd_endpoints))
-    plugin = Netplugin(cfg, store, done, on_lost)
+    metrics: NetpluginMetrics | None = None
+    metrics_server: MetricsServer | None = None
+    if cfg.metrics_address:
+        from agent.metrics import listen
+        from netplugin.metrics import NetpluginMetrics
+
+        metrics = NetpluginMetrics(ipam_dir=cfg.ipam_dir)
+        metrics_server = listen(cfg.metrics_address, metrics.registry)
+    store: Store = EtcdStore(list(cfg.etcd_endpoints))
+    if metrics is not None:
+        from controller.store.instrumented import InstrumentedStore
+
+        store = InstrumentedStore(store, metrics.registry)
+    plugin = Netplugin(cfg, store, done, on_lost, metrics)
+    if metrics is not None:
+        metrics.attach(plugin)
     try:
         net = wait_for_config(store, prefix, done, cfg.config_poll_interval)
         if net is None:
@@ -244,6 +283,8 @@ def run(cfg: NetpluginConfig) -> None:
     finally:
         plugin.close()
         store.close()
+        if metrics_server is not None:
+            metrics_server.close()
     if lost:
         raise lost[0]
     log.info("netplugin stopped; the lease and the kernel state are left for the next start")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Network
 from typing import TypeVar
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
+SyncObserver = Callable[[str, float, int], None]
+"""Told after each diff+apply pass: (trigger: watch | relist | repair, seconds, entries re-added
+by a repair); the daemon's metrics."""
+
 # Deleting what is already gone is success: the kernel reached the state we wanted.
 _GONE = {errno.ESRCH, errno.ENOENT}
 
@@ -40,6 +45,7 @@ class NetworkSync:
         config: NetworkConfig,
         local: SubnetLease,
         underlay: UnderlayInfo,
+        on_sync: SyncObserver | None = None,
     ) -> None:
         self.driver = driver
         self.backend = backend
@@ -53,6 +59,9 @@ class NetworkSync:
         self.rejected: tuple[str, ...] = ()
         self.last_changes = Changes()
         self.errors = 0  # kernel operations that failed (the next repair retries them)
+        self.programmed = Desired()
+        """What the last pass left in the kernel for remote leases."""
+        self.on_sync = on_sync
         with self._lock:
             backend.ensure(driver, local)
 
@@ -79,11 +88,11 @@ class NetworkSync:
                     raise
         return Desired.of(self.driver.list_routes(), neighbours, fdb)
 
-    def update(self, leases: Mapping[IPv4Network, SubnetLease]) -> None:
-        """The FULL current lease set (ours included; it is skipped)."""
+    def update(self, leases: Mapping[IPv4Network, SubnetLease], trigger: str = "watch") -> None:
+        """The FULL current lease set (ours included; it is skipped); trigger: watch or relist."""
         with self._lock:
             self._leases = dict(leases)
-            self._converge()
+            self._converge(trigger)
 
     def repair(self) -> None:
         """Re-create local device state and re-diff against the kernel (entries deleted by hand)."""
@@ -91,9 +100,19 @@ class NetworkSync:
             if self._leases is None:
                 return
             self.backend.ensure(self.driver, self.local)
-            self._converge()
+            self._converge("repair")
 
-    def _converge(self) -> None:
+    def _converge(self, trigger: str) -> None:
+        started = time.perf_counter()
+        errors = self.errors
+        added = self._diff_apply()
+        # A clean pass leaves exactly what we wanted; after a failure, ask the kernel.
+        self.programmed = self.desired() if self.errors == errors else self.actual()
+        if self.on_sync is not None:
+            self.on_sync(trigger, time.perf_counter() - started, added if trigger == "repair" else 0)
+
+    def _diff_apply(self) -> int:
+        """One pass; returns how many entries it added."""
         want = self.desired()
         if want.rejected != self.rejected:
             for message in want.rejected:
@@ -102,23 +121,26 @@ class NetworkSync:
         changes = diff(want, self.actual())
         self.last_changes = changes
         if changes.empty:
-            return
+            return 0
         log.info("data plane: applying %d change(s)", len(changes))
-        self._apply(changes)
+        return self._apply(changes)
 
-    def _apply(self, c: Changes) -> None:
+    def _apply(self, c: Changes) -> int:
         d = self.driver
         self._each("delete route", c.del_routes, d.del_route)
         self._each("delete neighbour", c.del_neighbours, d.del_neighbour)
         self._each("delete fdb", c.del_fdb, d.del_fdb)
-        self._each("add fdb", c.add_fdb, d.add_fdb)
-        self._each("set neighbour", c.add_neighbours, d.add_neighbour)
-        self._each("add route", c.add_routes, d.add_route)
+        added = self._each("add fdb", c.add_fdb, d.add_fdb)
+        added += self._each("set neighbour", c.add_neighbours, d.add_neighbour)
+        return added + self._each("add route", c.add_routes, d.add_route)
 
-    def _each(self, what: str, entries: tuple[E, ...], op: Callable[[E], None]) -> None:
+    def _each(self, what: str, entries: tuple[E, ...], op: Callable[[E], None]) -> int:
+        """Apply `op` to each entry; returns how many succeeded."""
+        done = 0
         for entry in entries:
             try:
                 op(entry)
+                done += 1
             except OSError as e:
                 if what.startswith("delete") and e.errno in _GONE:
                     continue
@@ -130,6 +152,7 @@ class NetworkSync:
                     )
                 else:
                     log.error("%s %s failed: %s (the repair loop retries)", what, entry, e)
+        return done
 
     # -- repair loop -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ Progress = Callable[[str, str], None]
 """Called with (layer diff_id, status): pull reports "Already exists" or "Pull complete",
 push "Layer already exists" or "Pushed"."""
 
+PullObserver = Callable[[float, int, bool], None]
+
 
 @dataclass(frozen=True)
 class _Record:
@@ -71,9 +74,13 @@ class _Record:
 
 
 class ImageStore:
-    def __init__(self, root: Path, default_registry: str | None = None) -> None:
+    def __init__(
+        self, root: Path, default_registry: str | None = None, on_pull: PullObserver | None = None
+    ) -> None:
         self.root = root
         self.default_registry = default_registry
+        self.on_pull = on_pull
+        """Told of every pull: (seconds, blob bytes downloaded, succeeded); the agent's metrics."""
         self._blobs = root / "blobs" / "sha256"
         self._layers = root / "layers" / "sha256"
         self._tmp = root / "tmp"
@@ -214,19 +221,32 @@ class ImageStore:
 
     def pull(self, ref: str, progress: Progress | None = None) -> ImageInfo:
         """Fetch `ref` (by tag or digest); layers already here are neither downloaded nor unpacked."""
+        started = time.monotonic()
+        downloaded = [0]  # blob bytes, counted as they arrive (a failed pull downloaded some too)
+        ok = False
+        try:
+            info = self._pull(ref, progress, downloaded)
+            ok = True
+            return info
+        finally:
+            if self.on_pull is not None:
+                self.on_pull(time.monotonic() - started, downloaded[0], ok)
+
+    def _pull(self, ref: str, progress: Progress | None, downloaded: builtins.list[int]) -> ImageInfo:
         r = parse_reference(ref)
         host = self._registry(r)
         with self._lock, RegistryClient(host) as client, self._staging() as stage:
             named, manifest = client.resolve(r.repository, r.remote_ref)
             staged = {manifest.digest: self._stage_bytes(stage, manifest.raw, manifest.digest)}
             config_desc, _ = parse_manifest(manifest.doc, manifest.digest)
-            self._fetch(client, r, str(config_desc["digest"]), stage, staged)
+            downloaded[0] += self._fetch(client, r, str(config_desc["digest"]), stage, staged)
             # The record needs only the manifest and config; the layers it names come next.
             rec = self._record(manifest.digest, staged)
             self._records.pop(manifest.digest, None)  # cached again only once committed
             statuses = []
             for blob in rec.layer_blobs:
                 fetched = self._fetch(client, r, blob.digest, stage, staged)
+                downloaded[0] += fetched
                 present = not fetched and self._layer_dir(blob.diff_id).exists()
                 statuses.append((blob.diff_id, "Already exists" if present else "Pull complete"))
             tags = [r.local] if r.digest is None else []
@@ -239,14 +259,14 @@ class ImageStore:
 
     def _fetch(
         self, client: RegistryClient, r: Reference, digest: str, stage: Path, staged: dict[str, Path]
-    ) -> bool:
-        """Download a blob into staging unless the store (or staging) has it. True if downloaded."""
+    ) -> int:
+        """Download a blob into staging unless the store (or staging) has it: the bytes downloaded."""
         if digest in staged or self._blob_path(digest).exists():
-            return False
+            return 0
         dest = stage / digest.removeprefix("sha256:")
-        client.get_blob(r.repository, digest, dest)
+        size = client.get_blob(r.repository, digest, dest)
         staged[digest] = dest
-        return True
+        return size
 
     def push(self, ref: str, progress: Progress | None = None) -> ImageInfo:
         """Upload `ref` (a local name:tag) to its registry; blobs the registry has are skipped."""

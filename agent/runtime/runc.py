@@ -103,9 +103,11 @@ class Runc:
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         stderr: int | IO[Any] | None = subprocess.PIPE,
+        pid_file: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `args` in the running container (no tty). The exit code of `runc exec` is the
-        command's; runc's own failures exit 255 with its message on stderr."""
+        command's; runc's own failures exit 255 with its message on stderr. `pid_file`: where runc
+        writes the process's host pid (killing `runc exec` itself does not kill the process)."""
         if not args:
             raise Unavailable("runc exec: a command is required")
         items = [f"{k}={v}" for k, v in env.items()] if isinstance(env, Mapping) else list(env)
@@ -116,6 +118,8 @@ class Runc:
             cmd += ["--cwd", cwd]
         if user:
             cmd += ["--user", user]
+        if pid_file is not None:
+            cmd += ["--pid-file", str(pid_file)]
         # No "--": runc stops parsing its flags at the container id and would run "--".
         cmd += [container_id, *args]
         try:

@@ -3,7 +3,8 @@
 A container runs until stopped, unless the spec's labels say `shoal.fake.exit-after` (seconds) and
 `shoal.fake.exit-code`; then it exits by itself and the restart policy applies (restarts are
 immediate). Each task's container gets a deterministic fake address (`fake_address`). Images named
-`invalid/...` cannot be pulled, so their tasks are rejected.
+`invalid/...` cannot be pulled, so their tasks are rejected. A container whose spec has a health
+check is "healthy" at once, unless the label `shoal.fake.health` names another health (each run).
 tests/integration/test_task_runtime_contract.py holds it to the behaviour of NodeRuntime.
 """
 
@@ -17,13 +18,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from agent.errors import Conflict, NotFound, invalid
+from agent.health import UNHEALTHY
 from agent.models import RestartPolicy
 from agent.supervisor import Supervisor, Timer
 from agent.tasks.runtime import TaskContainer, container_name, restart_policy
-from controller.api.types import Assignment
+from controller.api.types import Assignment, Health
 
 EXIT_AFTER = "shoal.fake.exit-after"
 EXIT_CODE = "shoal.fake.exit-code"
+HEALTH = "shoal.fake.health"
 INVALID_IMAGE_PREFIX = "invalid/"
 STOP_EXIT_CODE = 143  # 128 + SIGTERM, what a process that honours the stop signal reports
 
@@ -39,6 +42,8 @@ class _Container:
     policy: RestartPolicy
     exit_after: float | None
     exit_code: int
+    health: Health = ""
+    """What each run reports."""
     timer: Timer | None = None
 
 
@@ -55,6 +60,19 @@ def _script(assignment: Assignment) -> tuple[float | None, int]:
     except ValueError:
         raise invalid(f"label {EXIT_CODE}", labels[EXIT_CODE], "expected a whole number") from None
     return max(after, 0.0), code
+
+
+_HEALTHS: dict[str, Health] = {"starting": "starting", "healthy": "healthy", "unhealthy": "unhealthy"}
+
+
+def _health(assignment: Assignment) -> Health:
+    check = assignment.spec.healthcheck
+    if check is None or not check.test or check.test[0] == "NONE":
+        return ""
+    scripted = assignment.spec.labels.get(HEALTH, "healthy")
+    if scripted not in _HEALTHS:
+        raise invalid(f"label {HEALTH}", scripted, "expected starting, healthy or unhealthy")
+    return _HEALTHS[scripted]
 
 
 def fake_address(task_id: str) -> str:
@@ -103,15 +121,22 @@ class FakeRuntime:
         if image.startswith(INVALID_IMAGE_PREFIX):
             raise NotFound(f"pull {image}: repository not found in the registry")
         exit_after, exit_code = _script(assignment)
+        health = _health(assignment)
         name = container_name(assignment)
         cid = secrets.token_hex(32)
         with self._lock:
             if any(c.name == name for c in self._containers.values()):
                 raise Conflict(f'container name "{name}" is already in use')
             view = TaskContainer(
-                assignment.task.id, cid, "running", created=_now(), address=fake_address(assignment.task.id)
+                assignment.task.id,
+                cid,
+                "running",
+                created=_now(),
+                address=fake_address(assignment.task.id),
+                health=health,
             )
-            c = _Container(view, name, restart_policy(assignment.spec.restart_policy), exit_after, exit_code)
+            policy = restart_policy(assignment.spec.restart_policy)
+            c = _Container(view, name, policy, exit_after, exit_code, health)
             self._containers[cid] = c
             self._arm(c)
         self._notify(view.task_id)
@@ -127,6 +152,21 @@ class FakeRuntime:
                 c.view = replace(c.view, status="exited", exit_code=STOP_EXIT_CODE, manually_stopped=True)
             else:
                 c.view = replace(c.view, manually_stopped=True)
+        self._notify(c.view.task_id)
+
+    def stop_unhealthy(self, container_id: str) -> None:
+        """As the node: the stop signal ends it with STOP_EXIT_CODE, a failure for the policy."""
+        with self._lock:
+            c = self._containers.get(container_id)
+            if c is None or c.view.status != "running" or c.view.health != "unhealthy":
+                return
+            self._disarm(c)
+            error = f"{UNHEALTHY}: the fake's scripted health"
+            if _restarts(c.policy, STOP_EXIT_CODE, c.view.restart_count):
+                c.view = replace(c.view, restart_count=c.view.restart_count + 1, health=c.health)
+                self._arm(c)
+            else:
+                c.view = replace(c.view, status="exited", exit_code=STOP_EXIT_CODE, error=error)
         self._notify(c.view.task_id)
 
     def remove(self, container_id: str) -> None:

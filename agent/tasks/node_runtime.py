@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from agent.errors import NotFound
-from agent.models import ContainerCreate, ContainerInfo, MountSpec, Resources
+from agent.models import ContainerCreate, ContainerInfo, HealthCheck, MountSpec, Resources
 from agent.node import Node
 from agent.tasks.runtime import TASK_ID, TaskContainer, container_name, restart_policy, task_labels
 from controller.api.types import Assignment
@@ -41,6 +41,7 @@ def container_request(assignment: Assignment) -> ContainerCreate:
         ),
         # Host-mode published ports; they need the node's bridge network (the default when it has one).
         publish=[f"{p.published}:{p.target}/{p.protocol}" for p in spec.ports],
+        healthcheck=HealthCheck.model_validate(spec.healthcheck.model_dump()) if spec.healthcheck else None,
     )
 
 
@@ -60,6 +61,7 @@ def task_container(info: ContainerInfo) -> TaskContainer | None:
         error=s.error,
         created=info.created,
         address=info.ip_address,
+        health=info.health.status if info.health is not None else "",
     )
 
 
@@ -83,6 +85,12 @@ class NodeRuntime:
     def stop(self, container_id: str) -> None:
         try:
             self._node.container_stop(container_id, self._stop_timeout)
+        except NotFound:
+            pass
+
+    def stop_unhealthy(self, container_id: str) -> None:
+        try:
+            self._node.container_stop_unhealthy(container_id, self._stop_timeout)
         except NotFound:
             pass
 

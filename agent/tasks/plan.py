@@ -4,7 +4,8 @@
 Semantics (ARCHITECTURE, agent side): an assignment with desired running -> its container runs;
 desired shutdown -> stop the container and keep it as history; assignment gone -> stop and remove
 the container. Statuses are reported only when they change (the timestamp aside), and "rejected"
-is final once reported.
+is final once reported. A running container its health check found unhealthy is stopped as a
+failure (kubelet's liveness probes): its in-place restart policy then restarts it or it fails.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.health import is_unhealthy_message
 from agent.tasks.runtime import TaskContainer
 from controller.api.types import Assignment, TaskStatus
 
@@ -24,10 +26,12 @@ class Actions:
     remove: tuple[str, ...] = ()
     """Container ids to stop if live, then delete."""
     report: tuple[TaskStatus, ...] = ()
+    stop_unhealthy: tuple[str, ...] = ()
+    """Container ids to stop as failed because they are unhealthy (their restart policy applies)."""
 
     @property
     def touches_runtime(self) -> bool:
-        return bool(self.run or self.stop or self.remove)
+        return bool(self.run or self.stop or self.remove or self.stop_unhealthy)
 
     @property
     def empty(self) -> bool:
@@ -48,6 +52,7 @@ def plan_node(
     remove += [c.container_id for tid, c in newest.items() if tid not in desired]
     run: list[Assignment] = []
     stop: list[str] = []
+    stop_unhealthy: list[str] = []
     report: list[TaskStatus] = []
     for tid, assignment in sorted(desired.items()):
         prev = reported.get(tid)
@@ -65,10 +70,12 @@ def plan_node(
         else:
             if wants_down and c.live:
                 stop.append(c.container_id)
+            elif c.status == "running" and c.health == "unhealthy":
+                stop_unhealthy.append(c.container_id)
             status = container_status(c, wants_down, now_iso)
         if status is not None and not same_status(status, prev):
             report.append(status)
-    return Actions(tuple(run), tuple(stop), tuple(remove), tuple(report))
+    return Actions(tuple(run), tuple(stop), tuple(remove), tuple(report), tuple(stop_unhealthy))
 
 
 def _newest_per_task(actual: Sequence[TaskContainer]) -> tuple[dict[str, TaskContainer], list[str]]:
@@ -113,7 +120,7 @@ def container_status(c: TaskContainer, wants_down: bool, now: str) -> TaskStatus
         "address": c.address,
     }
     if c.live:
-        return TaskStatus(state="running", **base)
+        return TaskStatus(state="running", health=c.health, **base)
     if c.status == "created":
         return TaskStatus(state="rejected", message=c.error, **base) if c.error else None
     if c.manually_stopped:
@@ -121,6 +128,8 @@ def container_status(c: TaskContainer, wants_down: bool, now: str) -> TaskStatus
             return TaskStatus(state="shutdown", message="shut down", exit_code=c.exit_code, **base)
         message = "the container was stopped outside the cluster"
         return TaskStatus(state="failed", message=message, exit_code=c.exit_code, **base)
+    if is_unhealthy_message(c.error):
+        return TaskStatus(state="failed", message=c.error, exit_code=c.exit_code, **base)
     if c.exit_code == 0 and not c.oom_killed:
         return TaskStatus(state="complete", exit_code=0, **base)
     if c.oom_killed:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from agent.models import RestartPolicy
-from controller.api.types import Assignment
+from controller.api.types import Assignment, Health
 from controller.api.types import RestartPolicy as ServiceRestartPolicy
 
 TASK_ID = "com.shoal.task.id"
@@ -41,6 +41,8 @@ class TaskContainer:
     """Creation time (ISO 8601, UTC): the newest container of a task wins."""
     address: str = ""
     """Its IP address on the node's network; empty without one (or once it has stopped)."""
+    health: Health = ""
+    """Its health check's verdict on the current run; "" without a check."""
 
     @property
     def live(self) -> bool:
@@ -59,6 +61,11 @@ class TaskRuntime(Protocol):
 
     def stop(self, container_id: str) -> None:
         """Stop for good (no in-place restart); the container stays as history."""
+        ...
+
+    def stop_unhealthy(self, container_id: str) -> None:
+        """Stop a running container that is (still) unhealthy, as a failure: its restart policy
+        applies, and its error reads `container unhealthy: <last probe output>`. A no-op otherwise."""
         ...
 
     def remove(self, container_id: str) -> None:

@@ -219,6 +219,9 @@ class TaskWorker:
         for cid in actions.stop:
             log.info("node %s: stopping container %s", self.node_id, cid[:12])
             self._runtime.stop(cid)
+        for cid in actions.stop_unhealthy:
+            log.info("node %s: stopping unhealthy container %s", self.node_id, cid[:12])
+            self._runtime.stop_unhealthy(cid)
         for assignment in actions.run:
             self._run(assignment)
         if actions.report:

@@ -21,14 +21,17 @@ from agent.errors import Conflict, InvalidArgument, NotFound, ShoalError, invali
 from controller.api import keyspace as ks
 from controller.api.events import EventStream, Lookup, compacted
 from controller.api.types import (
+    MANUAL_ROLLBACK,
     Assignment,
     NodeInfo,
     Service,
     ServiceSpec,
     Task,
     TaskStatus,
-    changes_tasks,
+    UpdateStatus,
     observed,
+    rolled_back,
+    with_spec,
 )
 from controller.api.validation import validate_name, validate_node_update, validate_spec
 from controller.api.views import ClusterEvent, EventsCompacted, ServiceSummary
@@ -97,16 +100,7 @@ class Control:
                 )
             if spec == current.spec:
                 return current
-            task_version = current.task_version + changes_tasks(current.spec, spec)
-            updated = current.model_copy(
-                update={
-                    "spec": spec,
-                    "version": current.version + 1,
-                    "task_version": task_version,
-                    "updated_at": self._now(),
-                    "previous_spec": current.spec,
-                }
-            )
+            updated = with_spec(current, spec, self._now())
             if self.store.txn([unchanged(key, kv.mod_revision)], [Put(key, ks.encode(updated))]).succeeded:
                 return updated
             # Someone else wrote in between: re-read. With a version, the next pass reports it.
@@ -114,7 +108,8 @@ class Control:
 
     def rollback_service(self, name: str) -> Service:
         """Swap the service's spec and previous spec (a second rollback undoes the first), as a new
-        version; tasks are replaced only if what they run differs. Conflict without a previous spec."""
+        version; tasks are replaced only if what they run differs, under the spec's rollback_config
+        (status rollback_started; the leader completes it). Conflict without a previous spec."""
         service_name = self.inspect_service(name).spec.name  # by name or id
         key = ks.service_key(service_name)
         for _ in range(WRITE_ATTEMPTS):
@@ -122,15 +117,9 @@ class Control:
             previous = current.previous_spec
             if previous is None:
                 raise Conflict(f"service {service_name} has no previous spec to roll back to")
-            rolled = current.model_copy(
-                update={
-                    "spec": previous,
-                    "previous_spec": current.spec,
-                    "version": current.version + 1,
-                    "task_version": current.task_version + changes_tasks(current.spec, previous),
-                    "updated_at": self._now(),
-                }
-            )
+            # started_at is left to the leader, whose clock stamps the tasks the rollback creates.
+            status = UpdateStatus(state="rollback_started", message=MANUAL_ROLLBACK)
+            rolled = rolled_back(current, self._now(), status)
             if self.store.txn([unchanged(key, kv.mod_revision)], [Put(key, ks.encode(rolled))]).succeeded:
                 return rolled
         raise Conflict(f"service {name} is being updated concurrently; try again")

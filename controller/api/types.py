@@ -79,6 +79,44 @@ class HealthCheck(Model):
     """Seconds after start during which failures do not count (successes still do)."""
 
 
+UpdateOrder = Literal["stop-first", "start-first"]
+FailureAction = Literal["pause", "continue", "rollback"]
+
+
+class UpdateConfig(Model):
+    """Swarm's rolling-update policy (`--update-*`, Compose's deploy.update_config); the same shape
+    is the rollback policy (`--rollback-*`, deploy.rollback_config), whose failure_action may only
+    be pause or continue."""
+
+    parallelism: int = 1
+    """Slots replaced at once; 0 replaces all of them at once."""
+    delay: float = 0.0
+    """Seconds between one slot's replacement running (or failing) and that worker's next slot."""
+    failure_action: FailureAction = "pause"
+    monitor: float = 5.0
+    """Seconds after a new task starts during which its failure counts against the update."""
+    max_failure_ratio: float = 0.0
+    """Failures tolerated, as a fraction of the slots the update replaces (0..1)."""
+    order: UpdateOrder = "stop-first"
+    """start-first: the new task starts while the old one keeps running; the old one stops once
+    the new one runs. Falls back to stop-first for a slot whose new task cannot be placed while
+    the old one holds its node (a published host port, max_replicas_per_node, resources)."""
+
+
+UpdateState = Literal[
+    "updating", "paused", "completed", "rollback_started", "rollback_paused", "rollback_completed"
+]
+
+
+class UpdateStatus(Model):
+    """Where the service's last rolling update (or rollback) is, as Swarm's UpdateStatus."""
+
+    state: UpdateState
+    message: str = ""
+    started_at: str = ""
+    completed_at: str = ""
+
+
 ServiceMode = Literal["replicated", "global", "replicated-job"]
 
 
@@ -112,10 +150,13 @@ class ServiceSpec(Model):
     """Seconds between the stop signal and SIGKILL; None: the agent's default."""
     healthcheck: HealthCheck | None = None
     """None: no health probe (tasks are healthy once running)."""
+    update_config: UpdateConfig = UpdateConfig()
+    rollback_config: UpdateConfig = UpdateConfig()
 
 
 class Service(Model):
-    """A stored service: its spec plus the version that every write bumps."""
+    """A stored service: its spec plus the version that every change of the spec bumps (the leader's
+    update_status bookkeeping does not, so it never makes a user's versioned update conflict)."""
 
     id: str
     spec: ServiceSpec
@@ -127,14 +168,72 @@ class Service(Model):
     updated_at: str
     previous_spec: ServiceSpec | None = None
     """The spec before the last change, for `service rollback` (which swaps the two)."""
+    previous_task_version: int = 0
+    """The task version of previous_spec's tasks (0: unknown), so a rollback gives the tasks that
+    still run the previous spec their version back instead of replacing them."""
+    update_status: UpdateStatus | None = None
+    """The rolling update's progress, kept by the leader; None before any update."""
 
 
-_SCALE_FIELDS = {"replicas": 0, "total_completions": 0, "max_concurrent": 0}
+# Fields that say how many tasks run, or how they are replaced, not what each one runs.
+_NOT_TASK_FIELDS = {
+    "replicas": 0,
+    "total_completions": 0,
+    "max_concurrent": 0,
+    "update_config": UpdateConfig(),
+    "rollback_config": UpdateConfig(),
+}
+ACTIVE_STATES = ("updating", "rollback_started")
+MANUAL_ROLLBACK = "manually requested rollback"
 
 
 def changes_tasks(old: ServiceSpec, new: ServiceSpec) -> bool:
-    """Whether going from `old` to `new` changes what a task runs; scaling alone does not."""
-    return old.model_copy(update=_SCALE_FIELDS) != new.model_copy(update=_SCALE_FIELDS)
+    """Whether going from `old` to `new` changes what a task runs; scaling (or changing the update
+    policy) alone does not."""
+    return old.model_copy(update=_NOT_TASK_FIELDS) != new.model_copy(update=_NOT_TASK_FIELDS)
+
+
+def with_spec(service: Service, spec: ServiceSpec, now: str) -> Service:
+    """The service after a user's change to `spec`. A change of what tasks run gets a fresh task
+    version (above every one used before: task_version <= version always holds) and starts a new
+    update. As in Swarm every change resets the status (so a paused update resumes), except that
+    one that leaves the tasks alone (a scale) lets an update under way go on as it was."""
+    changes = changes_tasks(service.spec, spec)
+    status = service.update_status
+    if changes or (status is not None and status.state not in ACTIVE_STATES):
+        status = None
+    return service.model_copy(
+        update={
+            "spec": spec,
+            "version": service.version + 1,
+            "task_version": service.version + 1 if changes else service.task_version,
+            "updated_at": now,
+            "previous_spec": service.spec,
+            "previous_task_version": service.task_version,
+            "update_status": status,
+        }
+    )
+
+
+def rolled_back(service: Service, now: str, status: UpdateStatus) -> Service:
+    """The service with its spec and previous spec swapped (a second rollback undoes the first).
+    Tasks still running the previous spec get their version back, so only the others are replaced."""
+    previous = service.previous_spec
+    assert previous is not None, "nothing to roll back to"
+    task_version = service.task_version
+    if changes_tasks(service.spec, previous):
+        task_version = service.previous_task_version or service.version + 1
+    return service.model_copy(
+        update={
+            "spec": previous,
+            "previous_spec": service.spec,
+            "version": service.version + 1,
+            "task_version": task_version,
+            "previous_task_version": service.task_version,
+            "updated_at": now,
+            "update_status": status,
+        }
+    )
 
 
 Availability = Literal["active", "pause", "drain"]

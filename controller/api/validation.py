@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from agent.errors import InvalidArgument, invalid
 from agent.images.reference import parse_reference
-from agent.models import parse_signal
-from controller.api.types import Placement, ResourceAmounts, ServiceSpec
+from agent.models import parse_signal, validate_healthcheck
+from controller.api.types import Placement, ResourceAmounts, ServiceSpec, UpdateConfig
 from controller.scheduler import parse_constraint, parse_preference, validate_placement
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
@@ -94,6 +94,10 @@ def validate_spec(spec: ServiceSpec) -> None:
     _check_ports(spec)
     _check_mounts(spec)
     _check_process(spec)
+    if spec.healthcheck is not None:
+        validate_healthcheck("healthcheck", spec.healthcheck)
+    _check_update_config("update_config", spec.update_config)
+    _check_update_config("rollback_config", spec.rollback_config)
 
 
 def validate_name(name: str) -> None:
@@ -210,6 +214,19 @@ def _check_process(spec: ServiceSpec) -> None:
         parse_signal("stop_signal", spec.stop_signal)
     if spec.stop_grace_period is not None:
         _check_seconds("stop_grace_period", spec.stop_grace_period)
+
+
+def _check_update_config(field: str, config: UpdateConfig) -> None:
+    _check_range(f"{field}.parallelism", config.parallelism, 0, MAX_COUNT)
+    _check_seconds(f"{field}.delay", config.delay)
+    _check_seconds(f"{field}.monitor", config.monitor)
+    ratio = config.max_failure_ratio
+    if not (math.isfinite(ratio) and 0 <= ratio <= 1):
+        raise invalid(f"{field}.max_failure_ratio", ratio, "must be a fraction between 0 and 1")
+    if field == "rollback_config" and config.failure_action == "rollback":
+        raise invalid(
+            f"{field}.failure_action", config.failure_action, "a rollback can only pause or continue"
+        )
 
 
 # ---- node updates ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import ShoalError
 from controller.api import keyspace
-from controller.api.types import Assignment, ServiceSpec, Task
+from controller.api.types import Assignment, ServiceSpec, Task, rolled_back
 from controller.reconcile import Plan as ReconcilePlan
 from controller.reconcile.task_facts import iso
 from controller.store.base import Compare, Delete, Get, Op, Put, absent, unchanged
@@ -91,19 +91,22 @@ def delete(record: TaskRecord) -> TaskChange:
     return TaskChange(task.id, unchanged(record.key, record.mod_revision), tuple(ops))
 
 
-def chunk(fence: Compare, guard: Compare, changes: Sequence[TaskChange]) -> list[Txn]:
+def chunk(
+    fence: Compare, guard: Compare, changes: Sequence[TaskChange], last: Sequence[Op] = ()
+) -> list[Txn]:
     """Group changes into transactions within etcd's limits. The failure branch reads LEADER so
-    the caller can tell "no longer leader" from "stale read"."""
+    the caller can tell "no longer leader" from "stale read". `last` (the service record's own
+    write, which changes what `guard` compares) goes into the last transaction."""
     txns: list[Txn] = []
     batch: list[TaskChange] = []
     ops = 0
 
-    def flush() -> None:
-        if batch:
+    def flush(extra: Sequence[Op] = ()) -> None:
+        if batch or extra:
             txns.append(
                 Txn(
                     compares=(fence, guard, *(c.guard for c in batch)),
-                    success=tuple(op for c in batch for op in c.ops),
+                    success=(*(op for c in batch for op in c.ops), *extra),
                     failure=(Get(keyspace.LEADER),),
                     task_ids=tuple(c.task_id for c in batch),
                 )
@@ -116,8 +119,24 @@ def chunk(fence: Compare, guard: Compare, changes: Sequence[TaskChange]) -> list
             ops = 0
         batch.append(change)
         ops += len(change.ops)
-    flush()
+    if last and ops + len(last) > MAX_OPS_PER_TXN:
+        flush()
+    flush(last)
     return txns
+
+
+def service_write(name: str, record: ServiceRecord | None, plan: ReconcilePlan, now: float) -> tuple[Op, ...]:
+    """The service record with the plan's new update status (and, for a rollback, its previous
+    spec back). A status is the leader's bookkeeping: it does not bump the version users update
+    against; a rollback changes the spec, so it does."""
+    if plan.update_status is None or record is None:
+        return ()
+    service = record.service
+    if plan.rollback and service.previous_spec is not None:
+        updated = rolled_back(service, iso(now), plan.update_status)
+    else:
+        updated = service.model_copy(update={"update_status": plan.update_status})
+    return (Put(keyspace.service_key(name), keyspace.encode(updated)),)
 
 
 def plan_writes(
@@ -158,7 +177,7 @@ def plan_writes(
         record = records.get(task_id)
         if record is not None:
             changes.append(delete(record))
-    return chunk(fence, service_guard(name, service), changes)
+    return chunk(fence, service_guard(name, service), changes, service_write(name, service, plan, now))
 
 
 def _placed(task: Task, placement: Placement, stamp: str) -> Task:

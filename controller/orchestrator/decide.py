@@ -8,7 +8,7 @@ double-books a node.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.api.types import NodeInfo, Service, ServiceSpec, Task
 from controller.reconcile import Plan as ReconcilePlan
@@ -34,6 +34,9 @@ class ServiceInputs:
     nodes: Sequence[NodeInfo]
     """Every node, `ready` derived from liveness."""
     down_since: Mapping[str, float]
+    up_at: Mapping[str, float] = field(default_factory=dict)
+    """When the service's tasks were first seen up / failing (ClusterState's, for rolling updates)."""
+    stumbled_at: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,17 @@ def decide(
         # the container when the assignment goes).
         constraints = parse_constraints(service.spec.placement.constraints)
         nodes = [n for n in nodes if all(c.matches(n) for c in constraints)]
-    plan = reconcile(service, inputs.views, nodes, now, settings, new_id=new_id, down_since=inputs.down_since)
+    plan = reconcile(
+        service,
+        inputs.views,
+        nodes,
+        now,
+        settings,
+        new_id=new_id,
+        down_since=inputs.down_since,
+        up_at=inputs.up_at,
+        stumbled_at=inputs.stumbled_at,
+    )
     if service is None:
         return Decision(plan, Placement(), None)
     leaving = {*plan.shutdown, *plan.remove}

@@ -19,6 +19,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from typing import TypeVar
 
 from agent.errors import ShoalError
 from controller.api import keyspace
@@ -29,12 +30,14 @@ from controller.store.base import Compacted, Compare, Event, KeyValue, Store, Wa
 
 from .commit import Txn, plan_writes
 from .decide import ServiceInputs, build_snapshot, decide
+from .observer import NullObserver, Observer, touched_tasks
 from .queue import WorkQueue
 from .state import ClusterState
 
 log = logging.getLogger(__name__)
 
 ROOT = keyspace.PREFIX + "/"
+T = TypeVar("T")
 
 
 class Deposed(Exception):
@@ -57,6 +60,7 @@ class Orchestrator:
         max_attempts: int = 5,
         retry_interval: float = 1.0,
         catch_up_timeout: float = 2.0,
+        observer: Observer | None = None,
     ) -> None:
         """clock: wall time, the reconciler's `now` (task timestamps are ISO times from it)."""
         self._store = store
@@ -67,6 +71,7 @@ class Orchestrator:
         self._max_attempts = max_attempts
         self._retry = retry_interval
         self._catch_up_timeout = catch_up_timeout
+        self._observer = observer or NullObserver()
         self.state = ClusterState()
         self.queue = WorkQueue(clock)
         self._cond = threading.Condition()  # guards state; notified on every change of it
@@ -99,6 +104,11 @@ class Orchestrator:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
+
+    def read(self, reader: Callable[[ClusterState], T]) -> T:
+        """`reader` applied to the cache under its lock (metrics read it at scrape time)."""
+        with self._cond:
+            return reader(self.state)
 
     def _depose(self, why: str) -> None:
         if not self.deposed:
@@ -149,9 +159,13 @@ class Orchestrator:
         for event in batch:
             if event.kv.key == keyspace.LEADER:
                 self._check_leader(event.kv if event.type == "put" else None)
+        touched = touched_tasks(batch)
         with self._cond:
+            before = {i: self.state.views.get(i) for i in touched}
             dirty = self.state.apply(batch, self._clock())
+            after = {i: self.state.views.get(i) for i in touched}
             self._cond.notify_all()
+        self._observer.tasks_changed(before, after)
         self.queue.add(dirty)
 
     def _check_leader(self, kv: KeyValue | None) -> None:
@@ -189,7 +203,9 @@ class Orchestrator:
         for name in sorted(names):
             if self._stop.is_set():
                 return
+            started = time.monotonic()
             self._service_pass(name, shared)
+            self._observer.service_passed(time.monotonic() - started)
 
     def _snapshot(self) -> ClusterSnapshot:
         with self._cond:
@@ -209,6 +225,8 @@ class Orchestrator:
             views=[state.views[i] for i in records],
             nodes=state.node_infos(),
             down_since=dict(state.down_since),
+            up_at={i: state.up_at[i] for i in records if i in state.up_at},
+            stumbled_at={i: state.stumbled_at[i] for i in records if i in state.stumbled_at},
         )
 
     def _service_pass(self, name: str, snapshot: RoundSnapshot) -> None:
@@ -224,6 +242,7 @@ class Orchestrator:
                 decision = decide(inputs, snapshot.get, now, self._settings, self._new_id, seed)
             except ShoalError as err:  # a stored spec the scheduler refuses: nothing to do until it changes
                 log.error("orchestrator: service %s: %s", name, err)
+                self._observer.decide_failed()
                 return
             if decision.plan.requeue_at is not None:
                 self.queue.add_after(name, decision.plan.requeue_at)
@@ -244,6 +263,7 @@ class Orchestrator:
                 self.queue.add_after(name, now + self._retry)
                 return
             if failed_at is None:
+                self._observer.committed(decision, inputs.records, now)
                 if decision.snapshot is not None:
                     snapshot.value = decision.snapshot
                 return

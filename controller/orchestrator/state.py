@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from agent.errors import ShoalError
 from controller.api import keyspace
 from controller.api.types import NodeInfo, Service, Task, TaskStatus, observed
+from controller.reconcile.task_facts import is_up, parse_time, stumbled
 from controller.store.base import Event, KeyValue
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,14 @@ class ClusterState:
         self._reset()
         self.down_since: dict[str, float] = {}
         """When each known, not-ready node stopped being ready, by the orchestrator's clock."""
+        self.up_at: dict[str, float] = {}
+        """When each task was first seen up, by the orchestrator's clock (rolling updates compare
+        it with their own `now`, so an agent's clock skew does not matter)."""
+        self.stumbled_at: dict[str, float] = {}
+        """When each task was first seen failing (ended, restarted in place, unhealthy), likewise."""
+        self._seen_at: float | None = None
+        """The clock reading of the events being applied; None while loading a list."""
+        self._list_time = 0.0
 
     def _reset(self) -> None:
         self.revision = 0
@@ -67,9 +76,15 @@ class ClusterState:
     def load(self, kvs: Iterable[KeyValue], revision: int, now: float) -> set[str]:
         """Replace everything with a fresh list; returns every service name that may need a pass."""
         self._reset()
+        seen = (self.up_at, self.stumbled_at)
+        self.up_at, self.stumbled_at = {}, {}
+        self._seen_at, self._list_time = None, now
         for kv in kvs:
             self._put(kv)
         self.revision = revision
+        # What was seen before a re-list is earlier than what the list shows (its latest status).
+        for now_map, before in zip((self.up_at, self.stumbled_at), seen, strict=True):
+            now_map.update({i: t for i, t in before.items() if i in self.tasks})
         # Down times survive a re-list; a not-ready node we never timed is down since now (the
         # safe side: its grace period starts over rather than its tasks moving at once).
         self.down_since = {n: self.down_since.get(n, now) for n in self.nodes if n not in self.alive}
@@ -78,6 +93,7 @@ class ClusterState:
     def apply(self, events: Sequence[Event], now: float) -> set[str]:
         """Fold in one batch of events; returns the names of the services that need a pass."""
         dirty: set[str] = set()
+        self._seen_at = now
         capacity = False  # something that may let a waiting task in happened
         touched_nodes: set[str] = set()
         for event in events:
@@ -156,6 +172,8 @@ class ClusterState:
                 return
             del self.tasks[task_id]
             self.views.pop(task_id, None)
+            self.up_at.pop(task_id, None)
+            self.stumbled_at.pop(task_id, None)
             service = _task_service(key)
             ids = self.by_service.get(service) if service is not None else None
             if service is not None and ids is not None:
@@ -181,7 +199,17 @@ class ClusterState:
     def _refresh_view(self, task_id: str) -> None:
         record = self.tasks.get(task_id)
         if record is not None:
-            self.views[task_id] = observed(record.task, self.statuses.get(task_id))
+            status = self.statuses.get(task_id)
+            view = self.views[task_id] = observed(record.task, status)
+            when = self._seen_at
+            if when is None and status is not None:
+                # Listed, not watched: it happened by the status's time, and not after the list.
+                when = min(parse_time(status.timestamp) or self._list_time, self._list_time)
+            if when is not None and status is not None:
+                if is_up(view):
+                    self.up_at.setdefault(task_id, when)
+                if stumbled(view):
+                    self.stumbled_at.setdefault(task_id, when)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Limits that span slots, computed from the records alone so a re-plan never exceeds them.
+"""The lost-node cap, computed from the records alone so a re-plan never exceeds it (update
+parallelism lives in rollout.py).
 
 Work "in flight" is read back from the tasks (an old task told to stop while its slot's
 replacement is not running yet), in the spirit of Kubernetes' expectations.
@@ -33,24 +34,6 @@ def moving_nodes(ctx: Context, slots: Iterable[Slot]) -> set[str]:
             if not is_terminal(task) and ctx.node_status(task) == "lost":
                 nodes.add(task.node_id)
     return nodes
-
-
-def choose_updates(
-    ctx: Context, slots: Mapping[K, Slot], updates: list[tuple[K, Task]]
-) -> list[tuple[K, Task]]:
-    """The out-of-date tasks to replace this pass, keeping at most update_parallelism slots whose
-    new task is not running yet. Slots already in flight come first: redoing them adds none."""
-    parallelism = ctx.settings.update_parallelism
-    if parallelism <= 0:
-        return updates
-    busy = {k for k, slot in slots.items() if _replacement_pending(slot) and _was_updated(ctx, slot)}
-    again = [(k, t) for k, t in updates if k in busy]
-    fresh = [(k, t) for k, t in updates if k not in busy]
-    return again + fresh[: max(0, parallelism - len(busy))]
-
-
-def _was_updated(ctx: Context, slot: Slot) -> bool:
-    return any(t.spec_version < ctx.version for t in slot.history)
 
 
 def choose_moves(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.api.types import Service, Task
 
 from .node_status import NodeStatus, NodeView
 from .plan import PlanBuilder
 from .settings import ReconcileSettings
-from .task_facts import ended_at
+from .task_facts import ended_at, is_up, parse_time, stumbled
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,10 @@ class Context:
     settings: ReconcileSettings
     nodes: NodeView
     ended: Mapping[str, float]
+    up_at: Mapping[str, float] = field(default_factory=dict)
+    """When each task was first seen up (see `is_up`), where the caller watched it happen."""
+    stumbled_at: Mapping[str, float] = field(default_factory=dict)
+    """When each task was first seen failing (see `stumbled`), likewise."""
 
     @property
     def version(self) -> int:
@@ -31,6 +35,24 @@ class Context:
 
     def end_of(self, task: Task) -> float:
         return ended_at(task, self.ended)
+
+    def up_time(self, task: Task) -> float | None:
+        """When the task first came up; None if it never did. Without the caller's record, a task
+        up now (and never restarted) came up at its last status change."""
+        if task.id in self.up_at:
+            return self.up_at[task.id]
+        if is_up(task) and task.restarts == 0:
+            return parse_time(task.updated_at) or 0.0
+        return None
+
+    def stumble_time(self, task: Task) -> float | None:
+        """When the task first showed a failure; None if it has not. Without the caller's record,
+        at its last status change (the latest it can have been)."""
+        if task.id in self.stumbled_at:
+            return self.stumbled_at[task.id]
+        if stumbled(task):
+            return self.end_of(task)
+        return None
 
     def unreachable(self, task: Task) -> bool:
         """No agent will ever confirm a stop: the record can go at once."""

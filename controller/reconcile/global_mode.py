@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from controller.api.types import Task
 
-from .caps import choose_updates
 from .context import Context
 from .history import prune, retire_slot
 from .needs import Fresh, Wait, restart_need
 from .plan import PlanBuilder
+from .rollout import plan_rollout, start_first
 from .slots import Slot, group, settle
 
 
@@ -26,15 +26,15 @@ def plan_global(ctx: Context, tasks: list[Task], plan: PlanBuilder) -> None:
             for task in (*slot.live, *slot.ended):
                 plan.stop(task)
             continue
-        occupant = settle(slot, ctx.version, plan)
+        occupant = settle(slot, ctx.version, plan, start_first(ctx))
         if status != "active":
             continue  # pause, down, lost: keep what is there, add nothing
         if occupant.live is not None:
-            if occupant.live.spec_version < ctx.version:
+            if occupant.live.spec_version != ctx.version:
                 updates.append((node_id, occupant.live))
         elif occupant.ended is None:
             plan.start(0, node_id)
-        elif occupant.ended.spec_version < ctx.version:
+        elif occupant.ended.spec_version != ctx.version:
             _replace(node_id, occupant.ended, plan)
         else:
             match restart_need(ctx, 0, slot, occupant.ended, node_id):
@@ -45,8 +45,8 @@ def plan_global(ctx: Context, tasks: list[Task], plan: PlanBuilder) -> None:
                 case _:
                     pass
     kept = {k: v for k, v in slots.items() if ctx.nodes.accepts_new_tasks(k)}
-    for node_id, old in choose_updates(ctx, kept, updates):
-        _replace(node_id, old, plan)
+    for r in plan_rollout(ctx, kept, updates, plan):
+        _replace(r.key, None if r.start_first else r.old, plan)
     for node_id, slot in slots.items():
         if node_id and node_id in ctx.nodes.nodes:
             prune(ctx, slot, plan)

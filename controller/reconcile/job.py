@@ -56,4 +56,4 @@ def plan_job(ctx: Context, tasks: list[Task], plan: PlanBuilder) -> None:
 
 
 def done(ctx: Context, slot: Slot) -> bool:
-    return any(succeeded(t) and t.spec_version >= ctx.version for t in slot.tasks)
+    return any(succeeded(t) and t.spec_version == ctx.version for t in slot.tasks)

@@ -60,13 +60,13 @@ def assess(ctx: Context, key: int, slot: Slot, occupant: Occupant) -> Need:
             return Move(task)
         if status == "drain":
             return Fresh(task)
-        if task.spec_version < ctx.version:
+        if task.spec_version != ctx.version:
             return Update(task)
         return Keep(ctx.nodes.lost_at(task.node_id) if status == "down" else None)
     task = occupant.ended
     if task is None:
         return Fresh(None)
-    if task.spec_version < ctx.version:
+    if task.spec_version != ctx.version:
         return Fresh(task)  # a new spec is a fresh start, not a restart: no delay, no attempt count
     return restart_need(ctx, key, slot, task)
 

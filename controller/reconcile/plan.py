@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.api.types import Service, Task
+from controller.api.types import Service, Task, UpdateStatus
 
 from .task_facts import new_task
 
@@ -32,12 +32,16 @@ class Plan:
     pending: tuple[PendingRestart, ...] = ()
     requeue_at: float | None = None
     """The earliest time the reconciler must run again even if nothing changes (restart delays,
-    node grace periods, caps)."""
+    node grace periods, caps, update delays and monitor periods)."""
+    update_status: UpdateStatus | None = None
+    """The service's new UpdateStatus, to write into its record; None: unchanged."""
+    rollback: bool = False
+    """Also roll the service back to its previous spec (with `update_status` rollback_started)."""
 
     @property
     def is_noop(self) -> bool:
         """Nothing to write now; `requeue_at` may still ask for a later pass."""
-        return not (self.create or self.shutdown or self.remove)
+        return not (self.create or self.shutdown or self.remove or self.update_status)
 
 
 class PlanBuilder:
@@ -52,6 +56,8 @@ class PlanBuilder:
         self._remove: dict[str, None] = {}
         self._pending: list[PendingRestart] = []
         self._wake: float | None = None
+        self._status: UpdateStatus | None = None
+        self._rollback = False
 
     def start(self, slot: int, node_id: str = "") -> None:
         assert self._service is not None, "only a live service gets new tasks"
@@ -76,6 +82,13 @@ class PlanBuilder:
         if self._wake is None or when < self._wake:
             self._wake = when
 
+    def set_status(self, status: UpdateStatus) -> None:
+        self._status = status
+
+    def roll_back(self, status: UpdateStatus) -> None:
+        self._status = status
+        self._rollback = True
+
     def build(self) -> Plan:
         return Plan(
             create=tuple(self._create),
@@ -83,4 +96,6 @@ class PlanBuilder:
             remove=tuple(self._remove),
             pending=tuple(self._pending),
             requeue_at=self._wake,
+            update_status=self._status,
+            rollback=self._rollback,
         )

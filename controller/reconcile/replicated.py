@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from controller.api.types import Task
 
-from .caps import choose_moves, choose_updates
+from .caps import choose_moves
 from .context import Context
 from .history import prune, retire_slot
 from .needs import Fresh, Keep, Move, Update, Wait, assess
 from .plan import PlanBuilder
+from .rollout import plan_rollout, start_first
 from .slots import group, settle
 
 
@@ -21,7 +22,7 @@ def plan_replicated(ctx: Context, tasks: list[Task], plan: PlanBuilder) -> None:
         if key not in wanted:
             retire_slot(ctx, slot, plan)  # scale-down: the highest slots go
             continue
-        need = assess(ctx, key, slot, settle(slot, ctx.version, plan))
+        need = assess(ctx, key, slot, settle(slot, ctx.version, plan, start_first(ctx)))
         match need:
             case Fresh(old):
                 replace(ctx, key, old, plan)
@@ -40,8 +41,8 @@ def plan_replicated(ctx: Context, tasks: list[Task], plan: PlanBuilder) -> None:
     kept = {k: v for k, v in slots.items() if k in wanted}
     for key, old in choose_moves(ctx, kept, moves, plan):
         replace(ctx, key, old, plan)
-    for key, old in choose_updates(ctx, kept, updates):
-        replace(ctx, key, old, plan)
+    for r in plan_rollout(ctx, kept, updates, plan):
+        replace(ctx, r.key, None if r.start_first else r.old, plan)
     for key, slot in slots.items():
         if key in wanted:
             prune(ctx, slot, plan)

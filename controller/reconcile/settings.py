@@ -17,9 +17,5 @@ class ReconcileSettings:
     task_history_limit: int = 5
     """Terminal tasks kept per slot (Swarm's task history retention limit)."""
 
-    update_parallelism: int = 0
-    """Out-of-date tasks replaced at once; 0 replaces all of them in one pass. Stands in for a
-    ServiceSpec.update_config that does not exist yet."""
-
     retry_interval: float = 5.0
     """When a cap holds work back, run again after this long even if no watch event arrives."""

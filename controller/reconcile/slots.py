@@ -9,7 +9,7 @@ from typing import TypeVar
 from controller.api.types import Task, TaskState
 
 from .plan import PlanBuilder
-from .task_facts import created, is_live, is_terminal
+from .task_facts import created, is_live, is_terminal, is_up
 
 K = TypeVar("K", int, str)
 
@@ -40,6 +40,8 @@ class Occupant:
 
     live: Task | None
     ended: Task | None
+    standby: Task | None = None
+    """start-first: the out-of-date task that keeps running until `live` (its replacement) is up."""
 
 
 def group(tasks: Iterable[Task], key: Callable[[Task], K]) -> dict[K, Slot]:
@@ -53,17 +55,29 @@ def newest_first(tasks: Iterable[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: (created(t), t.id), reverse=True)
 
 
-def settle(slot: Slot, version: int, plan: PlanBuilder) -> Occupant:
-    """Pick the slot's occupant and stop every other wanted task, so a slot never has two."""
+def settle(slot: Slot, version: int, plan: PlanBuilder, start_first: bool = False) -> Occupant:
+    """Pick the slot's occupant and stop every other wanted task, so a slot never has two, except
+    that with `start_first` a running out-of-date task stays until its replacement is up. A
+    replacement the scheduler could not place ("pending": e.g. the old task holds the node's host
+    port or its last max_replicas_per_node place) makes the slot fall back to stop-first."""
     live = sorted(
         slot.live,
-        key=lambda t: (t.spec_version >= version, _PROGRESS.get(t.state, 0), created(t), t.id),
+        key=lambda t: (t.spec_version == version, _PROGRESS.get(t.state, 0), created(t), t.id),
         reverse=True,
     )
     ended = newest_first(slot.ended)
     keep_live = live[0] if live else None
     keep_ended = None if keep_live is not None or not ended else ended[0]
+    standby = None
+    if (
+        start_first
+        and keep_live is not None
+        and keep_live.spec_version == version
+        and keep_live.state != "pending"
+        and not is_up(keep_live)
+    ):
+        standby = next((t for t in live[1:] if t.spec_version != version and t.state == "running"), None)
     for task in (*live, *ended):
-        if task is not keep_live and task is not keep_ended:
+        if task is not keep_live and task is not keep_ended and task is not standby:
             plan.stop(task)
-    return Occupant(keep_live, keep_ended)
+    return Occupant(keep_live, keep_ended, standby)

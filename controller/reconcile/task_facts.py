@@ -21,6 +21,17 @@ def is_live(task: Task) -> bool:
     return task.desired_state != "shutdown" and not is_terminal(task)
 
 
+def is_up(task: Task) -> bool:
+    """Running and, with a healthcheck, past its start (what an update waits for)."""
+    return task.state == "running" and task.health not in ("starting", "unhealthy")
+
+
+def stumbled(task: Task) -> bool:
+    """Shows a failure: ended on its own, restarted in place, or unhealthy (what an update's
+    monitor counts)."""
+    return task.state in ENDED_ON_ITS_OWN or task.restarts > 0 or task.health == "unhealthy"
+
+
 def succeeded(task: Task) -> bool:
     return task.state == "complete" and (task.exit_code or 0) == 0
 

@@ -146,6 +146,15 @@ def agent(
             help="The network namespace netplugin treats as this node's host (the local lab).",
         ),
     ] = None,
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            "--metrics-address",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; "
+            "default: no metrics listener).",
+        ),
+    ] = "",
 ) -> None:
     """Run the node agent in the foreground until SIGTERM or Ctrl-C.
 
@@ -194,6 +203,10 @@ def agent(
             raise invalid("--network-netns", network_netns, "only applies with --network-env")
         if not Path("/run/netns", network_netns).exists():
             raise invalid("--network-netns", network_netns, "no such network namespace")
+    if metrics_address:
+        from agent.metrics_server import parse_address
+
+        parse_address("--metrics-address", metrics_address)
     config = AgentConfig(
         state_dir=Path(absolute(state_dir)),
         run_dir=Path(absolute(run_dir)),
@@ -217,6 +230,7 @@ def agent(
         node_ttl=node_ttl,
         network_env=Path(absolute(network_env)) if network_env else None,
         network_netns=network_netns,
+        metrics_address=metrics_address,
     )
     # Imported here: the daemon pulls in the whole runtime, which no client command needs.
     daemon = importlib.import_module("agent.daemon")

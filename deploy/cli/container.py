@@ -16,6 +16,16 @@ import typer
 
 from agent.errors import ShoalError, invalid
 from deploy.cli.common import check_workdir, client, each, parse_since, parse_tail, write
+from deploy.cli.health_flags import (
+    HealthCmdOpt,
+    HealthFlags,
+    HealthIntervalOpt,
+    HealthRetriesOpt,
+    HealthStartPeriodOpt,
+    HealthTimeoutOpt,
+    NoHealthcheckOpt,
+    apply_health_flags,
+)
 
 if TYPE_CHECKING:
     from agent.models import ContainerCreate, MountSpec
@@ -136,10 +146,12 @@ def build_request(
     privileged: bool,
     cap_add: list[str] | None,
     publish: list[str] | None = None,
+    health: HealthFlags | None = None,
 ) -> ContainerCreate:
     """Flags -> the API's request, validated exactly as the agent will (minus its policy)."""
     from agent.models import (
         ContainerCreate,
+        HealthCheck,
         Resources,
         RestartPolicy,
         parse_cpus,
@@ -165,6 +177,7 @@ def build_request(
     mounts = [parse_volume_flag(v) for v in volume or []]
     mounts += [parse_tmpfs(t) for t in tmpfs or []]
     mounts += [parse_mount(m) for m in mount or []]
+    healthcheck = apply_health_flags(None, health or HealthFlags())
     req = ContainerCreate(
         image=image,
         name=name,
@@ -188,6 +201,7 @@ def build_request(
         labels=labels,
         privileged=privileged,
         cap_add=cap_add or [],
+        healthcheck=None if healthcheck is None else HealthCheck.model_validate(healthcheck),
     )
     validate_create(req)
     return req
@@ -273,6 +287,12 @@ def run(
     cap_add: Annotated[
         list[str] | None, typer.Option("--cap-add", metavar="CAP", help="Add a Linux capability.")
     ] = None,
+    health_cmd: HealthCmdOpt = None,
+    health_interval: HealthIntervalOpt = None,
+    health_timeout: HealthTimeoutOpt = None,
+    health_retries: HealthRetriesOpt = None,
+    health_start_period: HealthStartPeriodOpt = None,
+    no_healthcheck: NoHealthcheckOpt = False,
 ) -> None:
     """Create and start a container; without -d, stream its output and exit with its code.
 
@@ -282,6 +302,9 @@ def run(
         image, command, name, env, env_file, volume, tmpfs, mount, restart, memory, cpus, pids_limit,
         network, entrypoint, workdir, user, hostname, stop_signal, stop_timeout, label, privileged, cap_add,
         publish,
+        HealthFlags(
+            health_cmd, health_interval, health_timeout, health_retries, health_start_period, no_healthcheck
+        ),
     )  # fmt: skip
     start = ctx.info_name != "create"
     agent = client(ctx)

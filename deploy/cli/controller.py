@@ -45,6 +45,14 @@ def controller(
         typer.Option("--max-lost-nodes", metavar="N", help="Lost nodes whose tasks may move at once."),
     ] = 1,
     history: Annotated[int, typer.Option("--history", metavar="N", help="Ended tasks kept per slot.")] = 5,
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            "--metrics-address",
+            metavar="HOST:PORT",
+            help="Serve Prometheus /metrics here (port 0 picks one; default: no listener).",
+        ),
+    ] = "",
 ) -> None:
     """Run a controller in the foreground until SIGTERM or Ctrl-C (then it resigns as leader).
 
@@ -60,6 +68,7 @@ def controller(
         node_down_grace=node_grace,
         max_lost_nodes_per_pass=max_lost_nodes,
         task_history_limit=history,
+        metrics_address=metrics_address,
     )
     # Imported here: the daemon pulls in grpc, etcd and the scheduler, which no client command needs.
     daemon = importlib.import_module("controller.daemon")

@@ -71,13 +71,21 @@ def up(
     ] = "shoal",
     state_dir: StateDirOpt = "/var/lib/shoal-lab",
     run_dir: RunDirOpt = None,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--with-prometheus",
+            help="Also run Prometheus (scraping every daemon each second, with Shoal's alert rules).",
+        ),
+    ] = False,
 ) -> None:
     """Build the lab and wait until every node is ready; then save the client context.
 
     Safe to run twice: a healthy lab is left alone, a broken one is removed and built again.
+    --with-prometheus on a running lab adds its Prometheus.
     """
     from deploy.context import Context, save_context
-    from deploy.lab import lab
+    from deploy.lab import lab, procs
 
     state, created = lab.up(
         Path(absolute(state_dir)),
@@ -87,6 +95,7 @@ def up(
         backend=backend,
         controllers=controllers,
         log=_info,
+        with_prometheus=with_prometheus,
     )
     save_context(
         Context(
@@ -98,6 +107,8 @@ def up(
     )
     verb = "is up" if created else "was already up"
     typer.echo(f"lab {verb}: {len(state.nodes)} node(s), controller {state.controllers[0].listen}")
+    if procs.alive(state.prometheus.proc):
+        typer.echo(f"prometheus: {state.prometheus.url}")
 
 
 @app.command()
@@ -147,6 +158,10 @@ def status(
     ]
     rows.append(["etcd", "", info["etcd"]["endpoints"][0], pid(info["etcd"]["pid"]), ""])
     rows.append(["registry", "", info["registry"]["address"], pid(info["registry"]["pid"]), ""])
+    if info["relay"]["control"]:
+        rows.append(["etcd-relay", "", info["relay"]["control"], pid(info["relay"]["pid"]), ""])
+    if info["prometheus"]["url"]:
+        rows.append(["prometheus", "", info["prometheus"]["url"], pid(info["prometheus"]["pid"]), ""])
     print_table(["NAME", "NETNS", "ADDRESS", "PID", "STATUS"], rows)
 
 
@@ -173,16 +188,23 @@ def start_node(node: NodeArg, state_dir: StateDirOpt = "/var/lib/shoal-lab") -> 
 
 @app.command()
 def partition(node: NodeArg, state_dir: StateDirOpt = "/var/lib/shoal-lab") -> None:
-    """Cut the node's underlay link: its containers can no longer reach other hosts'."""
+    """Cut the node's underlay link: its data plane AND its control plane.
+
+    Its containers can no longer reach other hosts' containers, and its agent and netplugin lose
+    etcd (they reach it only through that link): within a few seconds the node is not ready, its
+    subnet's routes leave the other hosts, and after the controller's node-down grace its tasks are
+    placed on other nodes. Its containers keep running until it is healed.
+    """
     from deploy.lab import lab
 
     lab.partition(_state(state_dir), node, cut=True)
-    typer.echo(f"{node}: underlay link down")
+    typer.echo(f"{node}: underlay link down (data and control plane)")
 
 
 @app.command()
 def heal(node: NodeArg, state_dir: StateDirOpt = "/var/lib/shoal-lab") -> None:
-    """Restore the node's underlay link."""
+    """Restore the node's underlay link: it reaches etcd again, registers (ready again), retakes its
+    subnet, and its agent stops the containers of tasks that moved away meanwhile."""
     from deploy.lab import lab
 
     lab.partition(_state(state_dir), node, cut=False)

@@ -20,6 +20,7 @@ from deploy.cli import lab as lab_cli
 from deploy.cli import node as node_cli
 from deploy.cli import service as service_cli
 from deploy.cli import stack as stack_cli
+from deploy.cli import stats as stats_cli
 from deploy.cli.common import DEFAULT_HOST, HOST_ENV, ShoalGroup, set_host
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ app.add_typer(service_cli.app, name="service")
 app.add_typer(node_cli.app, name="node")
 app.add_typer(stack_cli.app, name="stack")
 app.command("events")(events_cli.events)
+app.command("stats")(stats_cli.stats)
 app.command("logs")(tasklogs.task_logs)
 app.command("exec", context_settings={"allow_interspersed_args": False})(tasklogs.task_exec)
 app.add_typer(lab_cli.app, name="lab")

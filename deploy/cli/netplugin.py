@@ -66,6 +66,23 @@ def netplugin(
             "--subnet-file", metavar="PATH", help="flannel's subnet.env, written once the network is up."
         ),
     ] = "/run/shoal/subnet.env",
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            "--metrics-address",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; "
+            "default: no metrics listener).",
+        ),
+    ] = "",
+    ipam_dir: Annotated[
+        str,
+        typer.Option(
+            "--ipam-dir",
+            metavar="DIR",
+            help="The node agent's address pool (AGENT_STATE_DIR/network/ipam), counted in the metrics.",
+        ),
+    ] = "/var/lib/shoal/network/ipam",
 ) -> None:
     """Run the node's overlay network in the foreground until SIGTERM or Ctrl-C.
 
@@ -81,6 +98,10 @@ def netplugin(
         raise invalid("--netns", netns, "no such network namespace (see `ip netns list`)")
     if not lease_ttl >= 1:
         raise invalid("--lease-ttl", lease_ttl, "must be at least 1 second (etcd's smallest lease)")
+    if metrics_address:
+        from agent.metrics_server import parse_address
+
+        parse_address("--metrics-address", metrics_address)
     config = NetpluginConfig(
         etcd_endpoints=_endpoints(etcd),
         public_ip=_ipv4("--public-ip", public_ip),
@@ -90,6 +111,8 @@ def netplugin(
         lease_ttl=lease_ttl,
         state_dir=Path(absolute(state_dir)),
         subnet_file=Path(absolute(subnet_file)),
+        metrics_address=metrics_address,
+        ipam_dir=Path(absolute(ipam_dir)),
     )
     # Imported here: the daemon pulls in etcd and pyroute2, which no usage error should wait for.
     daemon = importlib.import_module("netplugin.daemon")

@@ -101,11 +101,15 @@ def ago(timestamp: str, now: datetime | None = None) -> str:
     return "" if elapsed is None else f"{human_duration(elapsed)} ago"
 
 
-def container_status(state: ContainerState, now: datetime | None = None) -> str:
-    """Docker's STATUS column: "Up 3 seconds", "Exited (3) 5 seconds ago", "Restarting (1) ..."."""
+def container_status(state: ContainerState, now: datetime | None = None, health: str = "") -> str:
+    """Docker's STATUS column: "Up 3 seconds", "Exited (3) 5 seconds ago", "Restarting (1) ...";
+    a running container's health follows: "Up 3 seconds (healthy)", "(health: starting)"."""
     if state.status == "running":
         up = since(state.started_at, now)
-        return "Up" if up is None else f"Up {human_duration(up)}"
+        text = "Up" if up is None else f"Up {human_duration(up)}"
+        if health:
+            text += " (health: starting)" if health == "starting" else f" ({health})"
+        return text
     if state.status == "exited":
         when = ago(state.finished_at, now)
         return f"Exited ({state.exit_code}) {when}".rstrip()
@@ -153,7 +157,7 @@ def containers_table(containers: Sequence[ContainerInfo], no_trunc: bool = False
                 c.image,
                 '"' + (command if no_trunc else ellipsis(command, 20)) + '"',
                 ago(c.created, now),
-                container_status(c.state, now),
+                container_status(c.state, now, c.health.status if c.health else ""),
                 c.name,
             ]
         )

@@ -25,6 +25,30 @@ from deploy.cli.cluster import (
     wait_converged,
 )
 from deploy.cli.common import ShoalGroup, each
+from deploy.cli.health_flags import (
+    HealthCmdOpt,
+    HealthFlags,
+    HealthIntervalOpt,
+    HealthRetriesOpt,
+    HealthStartPeriodOpt,
+    HealthTimeoutOpt,
+    NoHealthcheckOpt,
+)
+from deploy.cli.update_flags import (
+    RollbackDelayOpt,
+    RollbackFailureActionOpt,
+    RollbackMaxFailureRatioOpt,
+    RollbackMonitorOpt,
+    RollbackOrderOpt,
+    RollbackParallelismOpt,
+    UpdateDelayOpt,
+    UpdateFailureActionOpt,
+    UpdateFlags,
+    UpdateMaxFailureRatioOpt,
+    UpdateMonitorOpt,
+    UpdateOrderOpt,
+    UpdateParallelismOpt,
+)
 
 if TYPE_CHECKING:
     from controller.api.types import NodeInfo, Service, Task
@@ -124,6 +148,24 @@ def create(
     workdir: WorkdirOpt = None,
     stop_signal: StopSignalOpt = None,
     stop_grace_period: StopGraceOpt = None,
+    health_cmd: HealthCmdOpt = None,
+    health_interval: HealthIntervalOpt = None,
+    health_timeout: HealthTimeoutOpt = None,
+    health_retries: HealthRetriesOpt = None,
+    health_start_period: HealthStartPeriodOpt = None,
+    no_healthcheck: NoHealthcheckOpt = False,
+    update_parallelism: UpdateParallelismOpt = None,
+    update_delay: UpdateDelayOpt = None,
+    update_failure_action: UpdateFailureActionOpt = None,
+    update_monitor: UpdateMonitorOpt = None,
+    update_max_failure_ratio: UpdateMaxFailureRatioOpt = None,
+    update_order: UpdateOrderOpt = None,
+    rollback_parallelism: RollbackParallelismOpt = None,
+    rollback_delay: RollbackDelayOpt = None,
+    rollback_failure_action: RollbackFailureActionOpt = None,
+    rollback_monitor: RollbackMonitorOpt = None,
+    rollback_max_failure_ratio: RollbackMaxFailureRatioOpt = None,
+    rollback_order: RollbackOrderOpt = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
@@ -161,6 +203,25 @@ def create(
         workdir=workdir,
         stop_signal=stop_signal,
         stop_grace_period=stop_grace_period,
+        health=HealthFlags(
+            health_cmd, health_interval, health_timeout, health_retries, health_start_period, no_healthcheck
+        ),
+        update=UpdateFlags(
+            update_parallelism,
+            update_delay,
+            update_failure_action,
+            update_monitor,
+            update_max_failure_ratio,
+            update_order,
+        ),
+        rollback=UpdateFlags(
+            rollback_parallelism,
+            rollback_delay,
+            rollback_failure_action,
+            rollback_monitor,
+            rollback_max_failure_ratio,
+            rollback_order,
+        ),
     )
     spec = build_spec(name, flags)
     client = control(ctx)
@@ -224,6 +285,24 @@ def update(
     workdir: WorkdirOpt = None,
     stop_signal: StopSignalOpt = None,
     stop_grace_period: StopGraceOpt = None,
+    health_cmd: HealthCmdOpt = None,
+    health_interval: HealthIntervalOpt = None,
+    health_timeout: HealthTimeoutOpt = None,
+    health_retries: HealthRetriesOpt = None,
+    health_start_period: HealthStartPeriodOpt = None,
+    no_healthcheck: NoHealthcheckOpt = False,
+    update_parallelism: UpdateParallelismOpt = None,
+    update_delay: UpdateDelayOpt = None,
+    update_failure_action: UpdateFailureActionOpt = None,
+    update_monitor: UpdateMonitorOpt = None,
+    update_max_failure_ratio: UpdateMaxFailureRatioOpt = None,
+    update_order: UpdateOrderOpt = None,
+    rollback_parallelism: RollbackParallelismOpt = None,
+    rollback_delay: RollbackDelayOpt = None,
+    rollback_failure_action: RollbackFailureActionOpt = None,
+    rollback_monitor: RollbackMonitorOpt = None,
+    rollback_max_failure_ratio: RollbackMaxFailureRatioOpt = None,
+    rollback_order: RollbackOrderOpt = None,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     quiet: QuietOpt = False,
@@ -262,6 +341,25 @@ def update(
         workdir=workdir,
         stop_signal=stop_signal,
         stop_grace_period=stop_grace_period,
+        health=HealthFlags(
+            health_cmd, health_interval, health_timeout, health_retries, health_start_period, no_healthcheck
+        ),
+        update=UpdateFlags(
+            update_parallelism,
+            update_delay,
+            update_failure_action,
+            update_monitor,
+            update_max_failure_ratio,
+            update_order,
+        ),
+        rollback=UpdateFlags(
+            rollback_parallelism,
+            rollback_delay,
+            rollback_failure_action,
+            rollback_monitor,
+            rollback_max_failure_ratio,
+            rollback_order,
+        ),
     )
     client = control(ctx)
     current = client.inspect_service(service)
@@ -511,6 +609,8 @@ def task_rows(
             state = t.state.capitalize()
             when = ago(t.updated_at or t.created_at, now)
             error = "" if t.state == "running" else t.message
+            if t.state == "running" and t.health:
+                when += " (health: starting)" if t.health == "starting" else f" ({t.health})"
             rows.append(
                 [
                     t.id,

@@ -11,6 +11,8 @@ from typing import Any
 
 from agent.errors import invalid
 from controller.api.types import Mount, PortSpec, RestartPolicy, ServiceSpec
+from deploy.cli.health_flags import HealthFlags, apply_health_flags
+from deploy.cli.update_flags import UpdateFlags, apply_update_flags
 from deploy.values import parse_bytes, parse_cpus, parse_duration, parse_kv, parse_port
 
 
@@ -51,6 +53,12 @@ class SpecFlags:
     workdir: str | None = None
     stop_signal: str | None = None
     stop_grace_period: str | None = None
+    health: HealthFlags = field(default_factory=HealthFlags)
+    """--health-* and --no-healthcheck."""
+    update: UpdateFlags = field(default_factory=UpdateFlags)
+    """--update-*."""
+    rollback: UpdateFlags = field(default_factory=UpdateFlags)
+    """--rollback-*."""
 
 
 def build_spec(name: str, flags: SpecFlags) -> ServiceSpec:
@@ -133,6 +141,9 @@ def apply_flags(spec: ServiceSpec, flags: SpecFlags) -> ServiceSpec:
             data[key] = value or None  # "" goes back to the image's setting
     if flags.stop_grace_period is not None:
         data["stop_grace_period"] = parse_duration("--stop-grace-period", flags.stop_grace_period)
+    data["healthcheck"] = apply_health_flags(data["healthcheck"], flags.health)
+    data["update_config"] = apply_update_flags(data["update_config"], flags.update, "update")
+    data["rollback_config"] = apply_update_flags(data["rollback_config"], flags.rollback, "rollback")
     return ServiceSpec.model_validate(data)
 
 

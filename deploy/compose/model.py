@@ -45,6 +45,17 @@ class PlacementC(Strict):
     max_replicas_per_node: int | None = Field(default=None, ge=0)
 
 
+class UpdateConfigC(Strict):
+    """deploy.update_config / deploy.rollback_config (Compose's keys; unset keys keep Docker's defaults)."""
+
+    parallelism: int | None = Field(default=None, ge=0)
+    delay: str | float | None = None
+    failure_action: Literal["pause", "continue", "rollback"] | None = None
+    monitor: str | float | None = None
+    max_failure_ratio: float | None = Field(default=None, ge=0, le=1)
+    order: Literal["stop-first", "start-first"] | None = None
+
+
 class DeployC(Strict):
     mode: Literal["replicated", "global", "replicated-job"] = "replicated"
     replicas: int | None = Field(default=None, ge=0)
@@ -52,6 +63,8 @@ class DeployC(Strict):
     resources: ResourcesC = ResourcesC()
     placement: PlacementC = PlacementC()
     labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
+    update_config: UpdateConfigC | None = None
+    rollback_config: UpdateConfigC | None = None
 
 
 class PortC(Strict):
@@ -84,6 +97,17 @@ class VolumeDeclC(Strict):
     labels: list[str] | dict[str, Scalar] = Field(default_factory=dict)
 
 
+class HealthcheckC(Strict):
+    """`test` as a string is run by the container's shell (CMD-SHELL); `disable: true` = no check."""
+
+    test: str | list[str] | None = None
+    interval: str | float | None = None
+    timeout: str | float | None = None
+    retries: int | None = None
+    start_period: str | float | None = None
+    disable: bool = False
+
+
 class ServiceC(Strict):
     image: str = Field(min_length=1)
     command: str | list[str] | None = None
@@ -98,6 +122,7 @@ class ServiceC(Strict):
     working_dir: str | None = None
     stop_signal: str | None = None
     stop_grace_period: str | float | None = None
+    healthcheck: HealthcheckC | None = None
     deploy: DeployC = DeployC()
 
 
@@ -113,7 +138,6 @@ IGNORED_SERVICE = {
     "build",
     "depends_on",
     "container_name",
-    "healthcheck",
     "networks",
     "restart",
     "hostname",
@@ -152,7 +176,7 @@ IGNORED_SERVICE = {
     "mem_reservation",
     "pids_limit",
 }
-IGNORED_DEPLOY = {"update_config", "rollback_config", "endpoint_mode"}
+IGNORED_DEPLOY = {"endpoint_mode"}
 
 
 def split_ignored(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

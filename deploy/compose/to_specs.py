@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.errors import InvalidArgument
+from agent.models import validate_healthcheck
 from controller.api.types import (
+    HealthCheck,
     Mount,
     Placement,
     PortSpec,
@@ -21,6 +23,7 @@ from controller.api.types import (
     Resources,
     RestartPolicy,
     ServiceSpec,
+    UpdateConfig,
 )
 from deploy.compose import NAMESPACE_LABEL
 from deploy.compose.interpolate import Interpolation
@@ -28,9 +31,11 @@ from deploy.compose.load import compose_error, parse_yaml, read_text
 from deploy.compose.model import (
     AmountsC,
     ComposeC,
+    HealthcheckC,
     PortC,
     Scalar,
     ServiceC,
+    UpdateConfigC,
     VolumeC,
     VolumeDeclC,
     split_ignored,
@@ -192,6 +197,9 @@ def _spec(
         "stop_grace_period": None
         if s.stop_grace_period is None
         else wrap("stop_grace_period", parse_duration, "stop_grace_period", s.stop_grace_period),
+        "healthcheck": _healthcheck(file, f"{where}.healthcheck", s.healthcheck),
+        "update_config": _update_config(file, f"{where}.deploy.update_config", d.update_config),
+        "rollback_config": _update_config(file, f"{where}.deploy.rollback_config", d.rollback_config),
     }
     if d.mode == "replicated-job":
         data["total_completions"] = 1 if d.replicas is None else d.replicas
@@ -331,3 +339,55 @@ def _port(wrap: Any, i: int, p: int | str | PortC) -> PortSpec:
         text = str(p)
     port: PortSpec = wrap(field, parse_port, "port", text)
     return port
+
+
+def _healthcheck(file: str, path: str, h: HealthcheckC | None) -> HealthCheck | None:
+    """Compose's healthcheck -> the spec's; None when absent or disabled (`disable: true`, NONE)."""
+    if h is None:
+        return None
+    if h.disable:
+        if h.test is not None and h.test != ["NONE"]:
+            raise compose_error(file, f"{path}.disable", "true cannot be combined with a test")
+        return None
+    if h.test is None:
+        rule = "this field is required (images carry no health check to inherit on Shoal)"
+        raise compose_error(file, f"{path}.test", rule)
+    test = ["CMD-SHELL", h.test] if isinstance(h.test, str) else list(h.test)
+    if test == ["NONE"]:
+        return None
+    data: dict[str, Any] = {"test": test}
+    for key in ("interval", "timeout", "start_period"):
+        value = getattr(h, key)
+        if value is not None:
+            try:
+                data[key] = parse_duration(key, value)
+            except InvalidArgument as exc:
+                raise compose_error(file, f"{path}.{key}", _rule_of(exc)) from None
+    if h.retries is not None:
+        data["retries"] = h.retries
+    check = HealthCheck.model_validate(data)
+    try:
+        validate_healthcheck("healthcheck", check)
+    except InvalidArgument as exc:
+        # `invalid healthcheck.<key> <value>: <rule>`: the key goes into the file's path.
+        key = str(exc).removeprefix("invalid healthcheck").partition(" ")[0]
+        raise compose_error(file, f"{path}{key}", _rule_of(exc)) from None
+    return check
+
+
+def _update_config(file: str, path: str, c: UpdateConfigC | None) -> UpdateConfig:
+    """deploy.update_config / rollback_config -> the spec's; unset keys keep Docker's defaults."""
+    if c is None:
+        return UpdateConfig()
+    data: dict[str, Any] = {k: v for k, v in c.model_dump().items() if v is not None}
+    for key in ("delay", "monitor"):
+        if key in data:
+            try:
+                data[key] = parse_duration(key, data[key])
+            except InvalidArgument as exc:
+                raise compose_error(file, f"{path}.{key}", _rule_of(exc)) from None
+    if path.endswith("rollback_config") and data.get("failure_action") == "rollback":
+        raise compose_error(
+            file, f"{path}.failure_action", "'rollback': a rollback can only pause or continue"
+        )
+    return UpdateConfig.model_validate(data)

@@ -7,14 +7,23 @@ the state after every step, so a failure at any point is cleaned up by the same 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 from agent.errors import Conflict, NotFound, ShoalError, Unavailable, invalid
-from deploy.lab import cleanup, launch, netns, procs
-from deploy.lab.state import ControllerState, LabState, NodeState, Proc, load_state, save_state
+from deploy.lab import cleanup, launch, netns, procs, prometheus
+from deploy.lab.state import (
+    ControllerState,
+    LabState,
+    NodeState,
+    Proc,
+    PrometheusState,
+    load_state,
+    save_state,
+)
 
 DEFAULT_STATE_DIR = Path("/var/lib/shoal-lab")
 DEFAULT_RUN_DIR = Path("/run/shoal-lab")
@@ -46,6 +55,7 @@ def healthy(state: LabState) -> bool:
         state.complete
         and procs.alive(state.etcd.proc)
         and procs.alive(state.registry.proc)
+        and procs.alive(state.relay.proc)
         and any(procs.alive(c.proc) for c in state.controllers)
         and all(procs.alive(n.agent) and procs.alive(n.netplugin) for n in state.nodes)
         and all(netns.exists(ns) for ns in state.namespaces)
@@ -60,12 +70,16 @@ def up(
     backend: str = "vxlan",
     controllers: int = 1,
     log: Any = print,
+    with_prometheus: bool = False,
 ) -> tuple[LabState, bool]:
-    """Build the lab; returns (state, created). A healthy lab already there is left as it is."""
+    """Build the lab; returns (state, created). A healthy lab already there is left as it is, but
+    gains its Prometheus if asked for one it does not run."""
     validate(nodes, controllers, backend, prefix)
     old = load_state(state_dir)
     if old is not None:
         if healthy(old):
+            if with_prometheus and not procs.alive(old.prometheus.proc):
+                add_prometheus(old, log)
             return old, False
         log("a previous lab is incomplete or broken: removing it first")
         down(state_dir)
@@ -84,7 +98,7 @@ def up(
         switch=f"{prefix}-sw",
     )
     try:
-        _build(state, nodes, controllers, log)
+        _build(state, nodes, controllers, log, with_prometheus)
     except BaseException:
         log("lab up failed: removing what it made")
         try:
@@ -95,7 +109,7 @@ def up(
     return state, True
 
 
-def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
+def _build(state: LabState, nodes: int, controllers: int, log: Any, with_prometheus: bool) -> None:
     state_dir, run_dir = Path(state.state_dir), Path(state.run_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +121,7 @@ def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
     save_state(state)
     netns.make_switch(state.switch)
     underlay = IPv4Network(state.underlay)
+    state.relay.control = str(netns.add_control_address(state.switch, underlay))
     for i in range(1, nodes + 1):
         name = f"{state.prefix}-n{i}"
         netns.add(name)
@@ -135,6 +150,7 @@ def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
     save_state(state)
     launch.wait_etcd(state.etcd.proc, state.etcd.endpoint)
     launch.network_config(state.etcd.endpoint, state.network, state.backend)
+    _start_relay(state)
 
     log("registry (docker-registry) seeded with busybox")
     reg_dir = state_dir / "registry"
@@ -150,6 +166,7 @@ def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
     for i in range(1, controllers + 1):
         ctl = ControllerState(id=f"ctl{i}", listen=f"127.0.0.1:{launch.free_ports(1)[0]}")
         log(f"controller {ctl.id} on {ctl.listen}")
+        metrics, ctl.metrics_url = launch.metrics_address()
         argv = [
             launch.SHOAL,
             "controller",
@@ -159,6 +176,8 @@ def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
             ctl.listen,
             "--id",
             ctl.id,
+            "--metrics-address",
+            metrics,
         ]
         ctl.proc = procs.spawn(argv, state_dir / "controllers" / f"{ctl.id}.log")
         state.controllers.append(ctl)
@@ -171,18 +190,63 @@ def _build(state: LabState, nodes: int, controllers: int, log: Any) -> None:
         plugins.append((node, _start_netplugin(state, node)))
     for node, plugin in plugins:
         launch.wait_file(plugin, Path(node.dir) / "subnet.env", f"netplugin of {node.name}")
-        node.agent_argv = _agent_argv(state, node)
+        metrics, node.metrics_url = launch.metrics_address()
+        node.agent_argv = [*_agent_argv(state, node), "--metrics-address", metrics]
         start_agent(state, node)
     wait_ready(state)
+    if with_prometheus:
+        log("prometheus")
+        prometheus.start(state)
     state.complete = True
     save_state(state)
 
 
+def add_prometheus(state: LabState, log: Any) -> None:
+    """Start Prometheus for a running lab; if that fails, it is removed again and the lab stays as
+    it was."""
+    log("prometheus")
+    try:
+        prometheus.start(state)
+    except BaseException:
+        prometheus.stop(state)
+        state.prometheus = PrometheusState()
+        save_state(state)
+        raise
+
+
+def _start_relay(state: LabState) -> None:
+    """One relay for the lab: each host's daemons reach etcd through their own underlay link, so a
+    partition cuts the host's control plane as well as its data plane (deploy/lab/relay.py)."""
+    from deploy.lab.relay import NodeRoute, RelayConfig, relay_argv
+
+    log_path = Path(state.state_dir) / "relay" / "relay.log"
+    ports = launch.free_ports(len(state.nodes))
+    for node, port in zip(state.nodes, ports, strict=True):
+        node.relay_port = port
+    host, _, etcd_port = state.etcd.endpoint.rpartition(":")
+    config = RelayConfig(
+        etcd=(host, int(etcd_port)),
+        switch=state.switch,
+        control=state.relay.control,
+        nodes=tuple(NodeRoute(n.netns, n.relay_port) for n in state.nodes),
+    )
+    state.relay.proc = procs.spawn(relay_argv(sys.executable, config), log_path)
+    save_state(state)
+    launch.wait_relay(state.relay.proc, ports)
+
+
 def _start_netplugin(state: LabState, node: NodeState) -> Proc:
     base = Path(node.dir)
-    argv = [launch.SHOAL, "netplugin", "--etcd", state.etcd.endpoint, "--public-ip", node.address]
+    argv = [launch.SHOAL, "netplugin", "--etcd", node.etcd, "--public-ip", node.address]
     argv += ["--netns", node.netns, "--lease-ttl", str(LEASE_TTL), "--state-dir", str(base / "net")]
-    argv += ["--subnet-file", str(base / "subnet.env")]
+    argv += [
+        "--subnet-file",
+        str(base / "subnet.env"),
+        "--ipam-dir",
+        str(base / "state" / "network" / "ipam"),
+    ]
+    metrics, node.netplugin_metrics_url = launch.metrics_address()
+    argv += ["--metrics-address", metrics]
     node.netplugin = procs.spawn(argv, base / "netplugin.log")
     save_state(state)
     return node.netplugin
@@ -194,7 +258,7 @@ def _agent_argv(state: LabState, node: NodeState) -> list[str]:
         launch.SHOAL,
         "agent",
         "--etcd",
-        state.etcd.endpoint,
+        node.etcd,
         "--node-id",
         node.name,
         "--advertise-address",
@@ -271,11 +335,13 @@ def down(state_dir: Path) -> LabState | None:
     state = load_state(state_dir)
     if state is None:
         return None
+    prometheus.stop(state)
     for node in state.nodes:
         procs.kill9(node.agent)  # the containers are removed below, from the agent's own records
         cleanup.remove_agent_leftovers(Path(node.dir) / "state", Path(node.run_dir), node.cgroup_parent)
     for node in state.nodes:
         procs.stop(node.netplugin)
+    procs.stop(state.relay.proc)  # before the namespaces go: its sockets live in them
     for ctl in state.controllers:
         procs.stop(ctl.proc)
     procs.stop(state.registry.proc)
@@ -293,8 +359,9 @@ def down(state_dir: Path) -> LabState | None:
 def leftovers(state: LabState) -> list[str]:
     """What of the lab still exists: processes (by recorded pid), namespaces, mounts, cgroups."""
     left: list[str] = []
-    everything = [("etcd", state.etcd.proc), ("registry", state.registry.proc)]
+    everything = [("etcd", state.etcd.proc), ("registry", state.registry.proc), ("relay", state.relay.proc)]
     everything += [(c.id, c.proc) for c in state.controllers]
+    everything.append(("prometheus", state.prometheus.proc))
     for node in state.nodes:
         everything += [(f"{node.name} agent", node.agent), (f"{node.name} netplugin", node.netplugin)]
     left += [f"process {what} (pid {p.pid})" for what, p in everything if p is not None and procs.alive(p)]
@@ -357,8 +424,10 @@ def status(state: LabState) -> dict[str, Any]:
                 "agent_pid": pid(n.agent),
                 "netplugin_pid": pid(n.netplugin),
                 "agent_api": f"unix://{n.socket}",
+                "etcd": n.etcd,
                 "ready": ready.get(n.name, False),
                 "metrics_url": n.metrics_url,
+                "netplugin_metrics_url": n.netplugin_metrics_url,
             }
             for n in state.nodes
         ],
@@ -374,6 +443,8 @@ def status(state: LabState) -> dict[str, Any]:
         ],
         "etcd": {"endpoints": [state.etcd.endpoint], "pid": pid(state.etcd.proc)},
         "registry": {"address": state.registry.host, "pid": pid(state.registry.proc)},
+        "prometheus": {"url": state.prometheus.url or None, "pid": pid(state.prometheus.proc)},
+        "relay": {"control": state.relay.control, "pid": pid(state.relay.proc)},
     }
 
 
@@ -399,7 +470,12 @@ def start_node(state: LabState, name: str) -> NodeState:
 
 
 def partition(state: LabState, name: str, cut: bool) -> NodeState:
-    """Set the node's underlay link down (or up again) at its switch port."""
+    """Set the node's underlay link down (or up again) at its switch port. That cuts its data plane
+    (overlay traffic to other hosts) AND its control plane: its agent and netplugin reach etcd only
+    through that link (the relay), so its node lease and subnet lease run out, the node turns not
+    ready and, after the controller's node-down grace, its tasks are placed elsewhere. Once healed,
+    the relay's new connections get through, the agent registers again (a fresh lease) and stops
+    the containers whose tasks moved away."""
     node = _node(state, name)
     netns.set_port(state.switch, node.port, up=not cut)
     return node

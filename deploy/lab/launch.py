@@ -48,6 +48,12 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def metrics_address() -> tuple[str, str]:
+    """A loopback --metrics-address for a lab daemon (they all run in the root netns) and its URL."""
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    return address, f"http://{address}/metrics"
+
+
 def wait_until(ready: Callable[[], bool], proc: Proc, what: str, timeout: float = 30) -> None:
     """Poll `ready()`; fail naming `what` and the tail of its log if it dies or the time runs out."""
     deadline = time.monotonic() + timeout
@@ -96,6 +102,17 @@ def etcd_env() -> dict[str, str]:
 
 def wait_etcd(proc: Proc, endpoint: str) -> None:
     wait_until(lambda: _http_ok(f"http://{endpoint}/health", b'"true"'), proc, "etcd")
+
+
+def wait_relay(proc: Proc, ports: list[int]) -> None:
+    """Up once etcd answers through every host's relay port (so through every underlay link)."""
+    urls = [f"http://127.0.0.1:{port}/health" for port in ports]
+    wait_until(lambda: all(_http_ok(url, b'"true"') for url in urls), proc, "etcd relay")
+
+
+def wait_prometheus(proc: Proc, url: str) -> None:
+    """Up once /-/ready answers: config loaded, rules loaded, TSDB open."""
+    wait_until(lambda: _http_ok(f"{url}/-/ready"), proc, "prometheus")
 
 
 def registry_config(workdir: Path, host: str) -> Path:

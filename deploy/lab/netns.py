@@ -1,5 +1,6 @@
 """The lab's wires: netns `<prefix>-sw` holds bridge br0 (the underlay L2 segment); each host netns
-`<prefix>-n<i>` has eth0 (a veth whose peer `p<i>` sits on br0) with underlay address `.<i>`.
+`<prefix>-n<i>` has eth0 (a veth whose peer `p<i>` sits on br0) with underlay address `.<i>`;
+br0 itself holds `.254`, where the lab's etcd relay listens (deploy/lab/relay.py).
 
 Links are created directly inside the lab's namespaces (`ip -n`), never in the root namespace, so
 deleting the namespaces removes every link. Mirrors tests/support/lab.py's Lab.
@@ -15,6 +16,7 @@ from pathlib import Path
 NETNS_DIR = Path("/var/run/netns")
 SWITCH_BRIDGE = "br0"
 HOST_IFACE = "eth0"
+CONTROL_INDEX = 254
 MAX_PREFIX = 8
 """Names must fit Linux's 15 characters: `<prefix>-n<i>`, and the agent's cgroup parents."""
 
@@ -50,6 +52,18 @@ def delete(name: str) -> None:
 def make_switch(name: str, mtu: int = 1500) -> None:
     in_ns(name, ["ip", "link", "add", SWITCH_BRIDGE, "type", "bridge"])
     in_ns(name, ["ip", "link", "set", SWITCH_BRIDGE, "mtu", str(mtu), "up"])
+
+
+def control_address(underlay: IPv4Network) -> IPv4Address:
+    """The switch bridge's own address (the underlay's .254): the far end of the lab's control path
+    (deploy/lab/relay.py). It exists only in the switch netns; hosts are .1-.50."""
+    return underlay.network_address + CONTROL_INDEX
+
+
+def add_control_address(switch: str, underlay: IPv4Network) -> IPv4Address:
+    address = control_address(underlay)
+    in_ns(switch, ["ip", "addr", "add", f"{address}/{underlay.prefixlen}", "dev", SWITCH_BRIDGE])
+    return address
 
 
 def host_address(underlay: IPv4Network, index: int) -> IPv4Address:

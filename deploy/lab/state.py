@@ -30,6 +30,22 @@ class RegistryState(BaseModel):
     proc: Proc | None = None
 
 
+class RelayState(BaseModel):
+    """The etcd relay (deploy/lab/relay.py): hosts' daemons reach etcd through their underlay link."""
+
+    control: str = ""
+    """The switch bridge's address where the relay's underlay listener sits (in the switch netns)."""
+    proc: Proc | None = None
+
+
+class PrometheusState(BaseModel):
+    """`shoal lab up --with-prometheus`: Debian's prometheus scraping every lab daemon."""
+
+    url: str = ""
+    config: str = ""
+    proc: Proc | None = None
+
+
 class ControllerState(BaseModel):
     id: str
     listen: str
@@ -50,7 +66,16 @@ class NodeState(BaseModel):
     netplugin: Proc | None = None
     agent: Proc | None = None
     agent_argv: list[str] = Field(default_factory=list)
+    relay_port: int = 0
+    """The loopback port of its etcd relay: its agent and netplugin use 127.0.0.1:<relay_port>."""
     metrics_url: str = ""
+    """Its agent's /metrics."""
+    netplugin_metrics_url: str = ""
+
+    @property
+    def etcd(self) -> str:
+        """The etcd endpoint of its agent and netplugin: its relay port (through its underlay link)."""
+        return f"127.0.0.1:{self.relay_port}"
 
     @property
     def socket(self) -> str:
@@ -69,6 +94,8 @@ class LabState(BaseModel):
     """Every netns the lab created, in creation order."""
     etcd: EtcdState = EtcdState()
     registry: RegistryState = RegistryState()
+    relay: RelayState = RelayState()
+    prometheus: PrometheusState = PrometheusState()
     controllers: list[ControllerState] = Field(default_factory=list)
     nodes: list[NodeState] = Field(default_factory=list)
     complete: bool = False

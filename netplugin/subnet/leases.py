@@ -100,9 +100,11 @@ class LeaseManager:
         state_dir: Path | None = None,
         rng: random.Random | None = None,
         on_lost: Callable[[SubnetLost], None] | None = None,
+        on_renew_failure: Callable[[], None] | None = None,
     ) -> None:
         """state_dir remembers the subnet for the next start; on_lost is called (from the
-        keepalive thread, which then stops) when the subnet went to another node."""
+        keepalive thread, which then stops) when the subnet went to another node;
+        on_renew_failure after each renewal that failed (the daemon's metrics)."""
         if not ttl >= 1:
             raise invalid("--lease-ttl", ttl, "must be at least 1 second (etcd's smallest lease)")
         self.store = store
@@ -112,6 +114,7 @@ class LeaseManager:
         self.state_dir = state_dir
         self._rng = rng or random.Random()
         self._on_lost = on_lost
+        self._on_renew_failure = on_renew_failure
         self._lease: SubnetLease | None = None
         self.lease_id = 0
         self._closed = threading.Event()
@@ -216,10 +219,14 @@ class LeaseManager:
                 delay, wait = 0.0, self.interval
             except SubnetLost as e:
                 log.error("%s", e)
+                if self._on_renew_failure is not None:
+                    self._on_renew_failure()
                 if self._on_lost is not None:
                     self._on_lost(e)
                 return
             except ShoalError as e:
+                if self._on_renew_failure is not None:
+                    self._on_renew_failure()
                 delay = min(max(delay * 2, 0.1), self.interval)
                 wait = delay
                 log.warning("renewing subnet %s failed (retrying in %.1fs): %s", self.lease.subnet, wait, e)
@@ -256,10 +263,14 @@ class LeaseWatcher:
         on_change: Callable[[dict[IPv4Network, SubnetLease]], None],
         *,
         start: bool = True,
+        on_relist: Callable[[dict[IPv4Network, SubnetLease]], None] | None = None,
     ) -> None:
+        """on_relist, when given, gets the full lists (the first and those after a compaction or
+        an outage) instead of on_change, so a caller can tell them from watch batches."""
         self.store = store
         self.prefix = keyspace.normalize_prefix(prefix)
         self.on_change = on_change
+        self.on_relist = on_relist
         self._published: dict[IPv4Network, SubnetLease] | None = None
         self._closed = threading.Event()
         self._synced = threading.Event()
@@ -339,8 +350,9 @@ class LeaseWatcher:
         snapshot = dict(current)
         with self._lock:
             self._published = snapshot
+        notify = self.on_relist if force and self.on_relist is not None else self.on_change
         try:
-            self.on_change(dict(snapshot))
+            notify(dict(snapshot))
         except Exception:  # the data plane's problem, not the watch's: its repair loop re-diffs
             log.exception("applying %d subnet leases failed", len(snapshot))
         self._synced.set()

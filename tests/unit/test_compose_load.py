@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import InvalidArgument
+from controller.api.types import HealthCheck
 from deploy.compose import NAMESPACE_LABEL
 from deploy.compose.interpolate import Interpolation
 from deploy.compose.load import MAX_BYTES
@@ -92,9 +93,11 @@ def test_a_full_file_becomes_specs_named_and_labelled_for_the_stack(tmp_path: Pa
     assert migrate.mode == "replicated-job" and migrate.total_completions == 2
     assert migrate.restart_policy.condition == "on-failure", "a job's tasks must be able to end"
     [warning] = [w for w in stack.warnings() if w.startswith("Ignoring")]
-    for key in ("x-common", "services.web.build", "services.web.depends_on", "services.web.healthcheck"):
+    for key in ("x-common", "services.web.build", "services.web.depends_on"):
         assert key in warning
-    assert "services.web.deploy.update_config" in warning and "version" not in warning
+    assert "healthcheck" not in warning and web.healthcheck == HealthCheck(test=["CMD", "true"])
+    assert "update_config" not in warning and web.update_config.parallelism == 1
+    assert "version" not in warning
     assert stack.unset == [], "NOT_SET without a value is left out, as Compose does"
 
 

@@ -48,12 +48,16 @@ def test_update_keeps_the_previous_spec_and_rollback_swaps_them(client: ControlC
 
     rolled = client.rollback_service("web")
     assert (rolled.spec, rolled.previous_spec) == (web(2), web(2, image="busybox:new"))
-    assert (rolled.version, rolled.task_version) == (3, 3)  # a new version: its tasks are replaced
+    # A new version; tasks still running the previous spec get their task version back (only
+    # the others are replaced), under the rollback_config: the leader completes the status.
+    assert (rolled.version, rolled.task_version, rolled.previous_task_version) == (3, 1, 2)
+    assert rolled.update_status is not None and rolled.update_status.state == "rollback_started"
+    assert rolled.update_status.message == "manually requested rollback"
     assert client.inspect_service("web") == rolled
 
     again = client.rollback_service(rolled.id)  # by id too; a second rollback undoes the first
     assert (again.spec, again.previous_spec) == (web(2, image="busybox:new"), web(2))
-    assert (again.version, again.task_version) == (4, 4)
+    assert (again.version, again.task_version) == (4, 2)
 
 
 def test_rolling_back_a_scale_keeps_the_tasks(client: ControlClient) -> None:

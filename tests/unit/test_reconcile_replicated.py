@@ -1,3 +1,4 @@
+from controller.api.types import UpdateConfig
 from controller.reconcile import ReconcileSettings
 from tests.unit.test_reconcile_world import World, make_service
 
@@ -43,32 +44,22 @@ def test_scale_down_shuts_down_the_highest_slots() -> None:
 def test_version_bump_replaces_every_task_in_its_slot() -> None:
     world = running_world(3)
     old = {t.id for t in world.live()}
-    world.update_spec(image="busybox:2")
+    world.update_spec(image="busybox:2", update_config=UpdateConfig(parallelism=0))
+    started = world.step()  # the update's status is written first
+    assert started.update_status is not None and started.update_status.state == "updating"
+    assert not started.create and not started.shutdown
     plan = world.step()
     assert set(plan.shutdown) == old
     assert sorted(t.slot for t in plan.create) == [1, 2, 3]
-    assert all(t.spec_version == 2 for t in plan.create)
+    assert all(t.spec_version == world.service.task_version for t in plan.create)  # type: ignore[union-attr]
     assert world.plan().is_noop
-
-
-def test_update_parallelism_limits_replacements_in_flight() -> None:
-    world = running_world(4)
-    world.settings = ReconcileSettings(update_parallelism=1)
-    world.update_spec(image="busybox:2")
-    for _ in range(4):
-        plan = world.step()
-        assert len(plan.create) == 1 and len(plan.shutdown) == 1
-        assert world.plan().is_noop  # the replacement is not running yet
-        world.schedule()
-        world.confirm_stops()
-    assert world.step().is_noop
-    assert all(t.spec_version == 2 for t in world.live())
 
 
 def test_history_is_bounded_per_slot() -> None:
     world = running_world(1)
-    for _ in range(8):
-        world.update_spec(image="busybox:x")
+    for i in range(8):
+        world.update_spec(image=f"busybox:{i}")
+        world.step()
         world.step()
         world.schedule()
         world.confirm_stops()

@@ -6,9 +6,19 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from controller.api.types import NodeInfo, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskState
+from controller.api.types import (
+    NodeInfo,
+    RestartPolicy,
+    Service,
+    ServiceMode,
+    ServiceSpec,
+    Task,
+    TaskState,
+    rolled_back,
+    with_spec,
+)
 from controller.reconcile import Plan, ReconcileSettings, reconcile
-from controller.reconcile.task_facts import is_live, is_terminal
+from controller.reconcile.task_facts import is_live, is_terminal, is_up, iso, stumbled
 
 
 def node(node_id: str, **kw: object) -> NodeInfo:
@@ -46,6 +56,8 @@ class World:
     tasks: dict[str, Task] = field(default_factory=dict)
     down_since: dict[str, float] = field(default_factory=dict)
     ended: dict[str, float] = field(default_factory=dict)
+    up_at: dict[str, float] = field(default_factory=dict)
+    stumbled_at: dict[str, float] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @classmethod
@@ -68,9 +80,17 @@ class World:
             new_id=self.new_id,
             down_since=self.down_since,
             ended_at=self.ended,
+            up_at=self.up_at,
+            stumbled_at=self.stumbled_at,
         )
 
     def apply(self, plan: Plan) -> None:
+        if plan.update_status is not None:
+            assert self.service is not None
+            if plan.rollback:
+                self.service = rolled_back(self.service, iso(self.now), plan.update_status)
+            else:
+                self.service = self.service.model_copy(update={"update_status": plan.update_status})
         for task in plan.create:
             assert task.id not in self.tasks
             self.tasks[task.id] = task
@@ -86,10 +106,17 @@ class World:
 
     # --- the rest of the cluster, played by hand ---
 
-    def set_state(self, tid: str, state: TaskState, exit_code: int | None = None) -> None:
-        self.tasks[tid] = self.tasks[tid].model_copy(update={"state": state, "exit_code": exit_code})
-        if is_terminal(self.tasks[tid]):
+    def set_state(self, tid: str, state: TaskState, exit_code: int | None = None, **kw: object) -> None:
+        """What an agent reports (and the orchestrator notes: when a task came up or stumbled)."""
+        task = self.tasks[tid] = self.tasks[tid].model_copy(
+            update={"state": state, "exit_code": exit_code} | kw
+        )
+        if is_terminal(task):
             self.ended[tid] = self.now
+        if is_up(task):
+            self.up_at.setdefault(tid, self.now)
+        if stumbled(task):
+            self.stumbled_at.setdefault(tid, self.now)
 
     def schedule(self) -> None:
         """Place new tasks round-robin on active ready nodes and start them."""
@@ -119,12 +146,12 @@ class World:
         self.nodes[node_id] = self.nodes[node_id].model_copy(update={"availability": availability})
 
     def update_spec(self, bump: bool = True, **spec: object) -> None:
+        """A user's change, as the API makes it (`bump=False` asserts it changes no task)."""
         assert self.service is not None
-        new_spec = self.service.spec.model_copy(update=spec)
-        version = self.service.version + (1 if bump else 0)
-        self.service = self.service.model_copy(
-            update={"spec": new_spec, "version": version, "task_version": version}
-        )
+        new_spec = ServiceSpec.model_validate(self.service.spec.model_dump() | spec)
+        before = self.service.task_version
+        self.service = with_spec(self.service, new_spec, iso(self.now))
+        assert bump or self.service.task_version == before
 
     def wanted(self) -> list[Task]:
         """Tasks whose desired state is running (terminal ones awaiting a restart included)."""

@@ -72,7 +72,7 @@ class Mount(_message.Message):
     def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling", "mounts", "user", "working_dir", "stop_signal", "stop_grace_period", "healthcheck")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "labels", "mode", "replicas", "total_completions", "max_concurrent", "resources", "placement", "restart_policy", "ports", "scheduling", "mounts", "user", "working_dir", "stop_signal", "stop_grace_period", "healthcheck", "update_config", "rollback_config")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,8 @@ class ServiceSpec(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_CONFIG_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _struct_pb2.ListValue
@@ -122,7 +124,37 @@ class ServiceSpec(_message.Message):
     stop_signal: str
     stop_grace_period: float
     healthcheck: HealthCheck
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
+    update_config: UpdateConfig
+    rollback_config: UpdateConfig
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., entrypoint: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., total_completions: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortSpec, _Mapping]]] = ..., scheduling: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ...) -> None: ...
+
+class UpdateConfig(_message.Message):
+    __slots__ = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    parallelism: int
+    delay: float
+    failure_action: str
+    monitor: float
+    max_failure_ratio: float
+    order: str
+    def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[str] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[str] = ...) -> None: ...
+
+class UpdateStatus(_message.Message):
+    __slots__ = ("state", "message", "started_at", "completed_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    message: str
+    started_at: str
+    completed_at: str
+    def __init__(self, state: _Optional[str] = ..., message: _Optional[str] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("test", "interval", "timeout", "retries", "start_period")
@@ -139,7 +171,7 @@ class HealthCheck(_message.Message):
     def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "spec", "version", "created_at", "updated_at", "task_version", "previous_spec")
+    __slots__ = ("id", "spec", "version", "created_at", "updated_at", "task_version", "previous_spec", "previous_task_version", "update_status")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +179,8 @@ class Service(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TASK_VERSION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_TASK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: ServiceSpec
     version: int
@@ -154,7 +188,9 @@ class Service(_message.Message):
     updated_at: str
     task_version: int
     previous_spec: ServiceSpec
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., task_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ...) -> None: ...
+    previous_task_version: int
+    update_status: UpdateStatus
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., task_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_task_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("id", "hostname", "address", "nano_cpus", "memory_bytes", "labels", "availability", "ready", "agent_api")
