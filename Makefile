@@ -28,6 +28,7 @@ bench: setup
 	$(PY) -m bench.overlay_routes
 	$(PY) -m bench.net_attach
 	$(PY) -m bench.net_throughput
+	$(PY) -m bench.service_start
 	$(PY) -m bench.metrics_scrape
 
 clean:

@@ -581,6 +581,18 @@ def services_table(summaries: list[ServiceSummary]) -> None:
     print_table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
 
 
+def task_image(service: Service | None, task: Task) -> str:
+    """The image a task runs: tasks do not record it, but the service knows its current spec's and
+    the previous one's (older tasks show none)."""
+    if service is None:
+        return ""
+    if task.spec_version == service.task_version:
+        return service.spec.image
+    if service.previous_spec is not None and task.spec_version == service.previous_task_version:
+        return service.previous_spec.image
+    return ""
+
+
 def task_rows(
     tasks: list[Task],
     services: dict[str, Service],
@@ -615,8 +627,7 @@ def task_rows(
                 [
                     t.id,
                     name if i == 0 else f" \\_ {name}",
-                    # Tasks do not record their image: only a task of the current spec is known to run it.
-                    service.spec.image if service and t.spec_version == service.task_version else "",
+                    task_image(service, t),
                     (node.hostname if node and node.hostname not in shared else t.node_id) or "",
                     t.address if t.state == "running" else "",
                     t.desired_state.capitalize(),

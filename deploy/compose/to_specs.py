@@ -53,6 +53,8 @@ class Stack:
     """Paths of keys that were ignored (one warning lists them)."""
     unset: list[str] = field(default_factory=list)
     """Variables used but not set (they became empty strings)."""
+    ingress: list[str] = field(default_factory=list)
+    """Paths of ports in ingress mode (Compose's default), published in host mode instead."""
 
     def warnings(self) -> list[str]:
         out = []
@@ -62,6 +64,12 @@ class Stack:
             )
         for name in self.unset:
             out.append(f'The "{name}" variable is not set. Defaulting to a blank string.')
+        if self.ingress:
+            out.append(
+                "Publishing " + ", ".join(self.ingress) + " in host mode: Shoal has no ingress routing"
+                " mesh, so a port answers only on the nodes running one of its tasks"
+                " (say mode: host to silence this)"
+            )
         return out
 
 
@@ -83,7 +91,13 @@ def load_stack(path: Path, stack: str, env: Mapping[str, str]) -> Stack:
         _spec(file, path.parent, stack, name, service, env, volumes)
         for name, service in sorted(model.services.items())
     ]
-    return Stack(stack, specs, ignored, interpolation.unset)
+    ingress = [
+        f"services.{name}.ports[{i}]"
+        for name, service in sorted(model.services.items())
+        for i, p in enumerate(service.ports)
+        if not (isinstance(p, PortC) and p.mode == "host")
+    ]
+    return Stack(stack, specs, ignored, interpolation.unset, ingress)
 
 
 def _check_stack_name(stack: str) -> None:

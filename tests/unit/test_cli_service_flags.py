@@ -216,6 +216,14 @@ def test_ps_rows_show_history_under_the_newest_task_of_a_slot() -> None:
     assert [r[:2] for r in rows] == [["new", "web.1"], ["old", " \\_ web.1"]]
 
 
+def test_ps_shows_the_image_of_current_and_previous_spec_tasks() -> None:
+    service = _service(image="busybox:2").model_copy(
+        update={"previous_spec": ServiceSpec(name="web", image="busybox:1"), "previous_task_version": 1}
+    )
+    tasks = [_task(1, "running", version=2), _task(2, "shutdown", version=1), _task(3, "failed", version=0)]
+    assert [r[2] for r in task_rows(tasks, {"s1": service}, {})] == ["busybox:2", "busybox:1", ""]
+
+
 def test_ps_shows_a_running_tasks_address() -> None:
     running = _task(1, "running").model_copy(update={"address": "10.0.3.2"})
     done = _task(2, "complete").model_copy(update={"address": "10.0.3.3"})

@@ -98,6 +98,8 @@ def test_a_full_file_becomes_specs_named_and_labelled_for_the_stack(tmp_path: Pa
     assert "healthcheck" not in warning and web.healthcheck == HealthCheck(test=["CMD", "true"])
     assert "update_config" not in warning and web.update_config.parallelism == 1
     assert "version" not in warning
+    [ingress] = [w for w in stack.warnings() if w.startswith("Publishing")]
+    assert "services.web.ports[0], services.web.ports[1] in host mode" in ingress, "ports[2] says host"
     assert stack.unset == [], "NOT_SET without a value is left out, as Compose does"
 
 
