@@ -20,8 +20,10 @@ Container interfaces get the same MTU in the hand-built and Shoal paths (1500 ho
 vxlan). Throughput: `iperf3 -c IP -t SECONDS -J` against a one-shot `iperf3 -s -1` in the other
 container, end.sum_received.bits_per_second, median of `--runs`. Latency: a 1-byte TCP ping-pong
 (TCP_NODELAY), 2000 round trips after 200 of warm-up per run, p50/p99 over all runs' samples.
-The runs are interleaved (round r runs iperf on every path, then the ping-pong on every path,
-starting from a rotating one) so machine noise lands on all paths alike. One difference the
+The runs are interleaved: each round runs iperf on every path, then the ping-pong on every path,
+with each Shoal path right next to its hand-built twin (which of the two goes first alternates), so
+the machine's drift lands on both alike. The Shoal / hand-built throughput ratio is the median of
+the rounds' paired ratios (the ratio of the medians is printed next to it). One difference the
 hand-built paths do not copy: the Shoal daemon installs its iptables chains (masquerade + FORWARD
 accept) in each host netns, so netfilter/conntrack hooks run on Shoal's forwarded packets.
 """
@@ -315,15 +317,18 @@ def report(paths: list[Endpoints], seconds: int, runs: int) -> None:
     ratios: dict[str, dict[str, float]] = {}
     for kind in ("host-gw", "vxlan"):
         shoal, hand = f"shoal {kind}", f"hand {kind}"
+        paired = [s / h for s, h in zip(by[shoal].gbps, by[hand].gbps, strict=True)]
         ratios[kind] = {
-            "throughput": round(gbps[shoal] / gbps[hand], 3),
+            "throughput": round(statistics.median(paired), 3),
+            "throughput_of_medians": round(gbps[shoal] / gbps[hand], 3),
             "rr_p50": round(p50[shoal] / p50[hand], 3),
             "rr_p99": round(p99[shoal] / p99[hand], 3),
         }
         r = ratios[kind]
         verdict = "ok" if r["throughput"] >= 0.95 else "BELOW TARGET"
         print(
-            f"shoal {kind} / hand-built {kind}: throughput {r['throughput']:.3f} (target >= 0.95: {verdict}),"
+            f"shoal {kind} / hand-built {kind}: throughput {r['throughput']:.3f} (target >= 0.95: {verdict};"
+            f" ratio of medians {r['throughput_of_medians']:.3f}),"
             f" RR p50 latency {r['rr_p50']:.3f}x, p99 {r['rr_p99']:.3f}x"
         )
     out = {
@@ -372,8 +377,11 @@ def main() -> None:
                 paths.append(path)
             for path in paths:
                 wait_reachable(path)
+            veth, hand_hostgw, hand_vxlan, shoal_hostgw, shoal_vxlan = paths
+            pairs = [[hand_hostgw, shoal_hostgw], [hand_vxlan, shoal_vxlan]]
             for r in range(args.runs):
-                order = paths[r % len(paths) :] + paths[: r % len(paths)]
+                twins = [pair if r % 2 == 0 else pair[::-1] for pair in pairs]
+                order = [veth, *(p for pair in (twins if r % 4 < 2 else twins[::-1]) for p in pair)]
                 for path in order:
                     path.gbps.append(iperf(path, args.seconds))
                 for path in order:  # not right after a bulk transfer on the same path

@@ -46,7 +46,9 @@ class Netlink:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
         self._lock = threading.Lock()
-        self._ipr: Any = IPRoute(netns=netns) if netns else IPRoute()
+        # No multicast groups (as links.py): nothing reads events; they would only queue up on
+        # the socket and be parsed along with the next reply.
+        self._ipr: Any = IPRoute(netns=netns, groups=0) if netns else IPRoute(groups=0)
 
     def close(self) -> None:
         with self._lock:
