@@ -142,7 +142,7 @@ class Netplugin:
         from netplugin.bridge import ensure_bridge
         from netplugin.dataplane.links import Links
         from netplugin.dataplane.netlink import Netlink
-        from netplugin.rules import Rules
+        from netplugin.rules import Rules, Vxlan
         from netplugin.sync import NetworkSync
 
         cfg = self.cfg
@@ -181,8 +181,8 @@ class Netplugin:
         gateway = gateway_of(lease.subnet)
         with Links(cfg.netns) as links:
             ensure_bridge(links, cfg.bridge, gateway=gateway, mtu=backend.mtu)
-        vxlan_port = net.backend.port if net.backend.type == "vxlan" else None
-        Rules(cfg.netns).ensure_cluster(net.network, lease.subnet, vxlan_port)
+        vxlan = Vxlan(underlay.public_ip, net.backend.port) if net.backend.type == "vxlan" else None
+        Rules(cfg.netns).ensure_cluster(net.network, lease.subnet, vxlan)
 
         self.sync = sync = NetworkSync(
             driver, backend, net, lease, underlay, metrics.observe_sync if metrics is not None else None

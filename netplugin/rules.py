@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from agent.errors import ShoalError, invalid
@@ -52,19 +53,30 @@ JUMPS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Vxlan:
+    """This node's VXLAN endpoint: its underlay address and the UDP port of the frames."""
+
+    local: IPv4Address
+    port: int
+
+
 class RulesError(ShoalError):
     """iptables refused a change; the message carries its own words."""
 
 
 def cluster_rules(
-    network: IPv4Network, subnet: IPv4Network, vxlan_port: int | None = None
+    network: IPv4Network, subnet: IPv4Network, vxlan: Vxlan | None = None
 ) -> dict[str, list[str]]:
     """Pure: the contents of our fixed chains, by table (rule arguments after `-A CHAIN`)."""
     if not subnet.subnet_of(network):
         raise invalid("subnet", str(subnet), f"must lie inside the cluster network {network}")
     notrack = [f"{NOTRACK} -s {network} -d {network} -m addrtype ! --dst-type LOCAL -j NOTRACK"]
-    if vxlan_port is not None:
-        notrack.append(f"{NOTRACK} -p udp -m udp --dport {vxlan_port} -j NOTRACK")
+    if vxlan is not None:
+        # Only our own VXLAN frames (sent from or received at our underlay address): other UDP
+        # traffic on that port stays tracked, as the host's firewall may expect.
+        frames = f"-p udp -m udp --dport {vxlan.port} -j NOTRACK"
+        notrack += [f"{NOTRACK} -s {vxlan.local}/32 {frames}", f"{NOTRACK} -d {vxlan.local}/32 {frames}"]
     return {
         "raw": notrack,
         "nat": [
@@ -150,12 +162,10 @@ class Rules:
 
     # -- cluster ------------------------------------------------------------------------------
 
-    def ensure_cluster(
-        self, network: IPv4Network, subnet: IPv4Network, vxlan_port: int | None = None
-    ) -> None:
+    def ensure_cluster(self, network: IPv4Network, subnet: IPv4Network, vxlan: Vxlan | None = None) -> None:
         """Masquerade + forwarding for `subnet` of `network` (and NOTRACK for VXLAN frames on
-        `vxlan_port`); rewrites our chains atomically."""
-        wanted = cluster_rules(network, subnet, vxlan_port)
+        `vxlan`); rewrites our chains atomically."""
+        wanted = cluster_rules(network, subnet, vxlan)
         with self._lock:
             saved = self._save()
             chains = _chains(saved)

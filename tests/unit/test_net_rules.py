@@ -11,7 +11,7 @@ import pytest
 
 from agent.errors import InvalidArgument
 from netplugin.ports import Published
-from netplugin.rules import cluster_rules, parse_ports, port_rule
+from netplugin.rules import Vxlan, cluster_rules, parse_ports, port_rule
 
 NETWORK = IPv4Network("10.44.0.0/16")
 SUBNET = IPv4Network("10.44.3.0/24")
@@ -46,9 +46,10 @@ def test_masquerade_only_what_leaves_the_cluster_network_and_forward_the_network
 def test_forwarded_cluster_traffic_and_vxlan_frames_skip_conntrack() -> None:
     forwarded = "SHOAL-NOTRACK -s 10.44.0.0/16 -d 10.44.0.0/16 -m addrtype ! --dst-type LOCAL -j NOTRACK"
     assert cluster_rules(NETWORK, SUBNET)["raw"] == [forwarded]
-    assert cluster_rules(NETWORK, SUBNET, vxlan_port=8472)["raw"] == [
+    assert cluster_rules(NETWORK, SUBNET, Vxlan(IPv4Address("10.9.0.3"), 8472))["raw"] == [
         forwarded,
-        "SHOAL-NOTRACK -p udp -m udp --dport 8472 -j NOTRACK",
+        "SHOAL-NOTRACK -s 10.9.0.3/32 -p udp -m udp --dport 8472 -j NOTRACK",
+        "SHOAL-NOTRACK -d 10.9.0.3/32 -p udp -m udp --dport 8472 -j NOTRACK",
     ]
 
 
