@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.errors import ShoalError, Unavailable
-from agent.metrics_server import MetricsServer, new_registry, serve_metrics
+from agent.metrics_server import MetricsServer, family_names, new_registry, serve_metrics
 from agent.runtime import cgroups
 from agent.runtime.cgroups import CgroupStats
 from agent.runtime.netdev import NetCounters, read_net_dev
@@ -207,7 +207,7 @@ class AgentMetrics:
     """Everything `shoal agent` exports; constructible without a node (then no container series)."""
 
     def __init__(self, node: Node | None = None) -> None:
-        self.registry: CollectorRegistry = new_registry("agent")
+        self.registry = new_registry("agent")
         r = self.registry
         self.restart_backoff = Histogram(
             "shoal_container_restart_backoff_seconds",
@@ -226,11 +226,14 @@ class AgentMetrics:
         )
         self.pulls = Counter("shoal_image_pulls_total", "Image pulls by result.", ["result"], registry=r)
         self.health_checks = Counter(
-            "shoal_health_checks_total", "Health probe outcomes.", ["result"], registry=r
+            "shoal_health_checks_total",
+            "Health probes by result (the probe's, not the health state).",
+            ["result"],
+            registry=r,
         )
         for result in ("success", "error"):
             self.pulls.labels(result)
-        for result in ("healthy", "unhealthy"):
+        for result in ("success", "failure"):
             self.health_checks.labels(result)
         self.containers = ContainerCollector()
         r.register(self.containers)
@@ -251,8 +254,9 @@ class AgentMetrics:
         self.pull_bytes.inc(blob_bytes)
         self.pulls.labels("success" if ok else "error").inc()
 
-    def observe_health(self, healthy: bool) -> None:
-        self.health_checks.labels("healthy" if healthy else "unhealthy").inc()
+    def observe_health(self, passed: bool) -> None:
+        """One probe's result: a failure need not make the container unhealthy (retries)."""
+        self.health_checks.labels("success" if passed else "failure").inc()
 
 
 def listen(address: str, registry: CollectorRegistry) -> MetricsServer:
@@ -263,14 +267,6 @@ def listen(address: str, registry: CollectorRegistry) -> MetricsServer:
         raise Unavailable(f"--metrics-address {address}: cannot listen: {e.strerror or e}") from None
     log.info("serving metrics on %s", server.url)
     return server
-
-
-def family_names(registry: CollectorRegistry) -> set[str]:
-    """Metric family names as exposed in the text format (counters with their `_total`)."""
-    names = set()
-    for family in registry.collect():
-        names.add(family.name + "_total" if family.type == "counter" else family.name)
-    return names
 
 
 def metric_names() -> set[str]:

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client.registry import Collector
 
 from agent.errors import invalid
 
@@ -23,9 +24,25 @@ def shoal_version() -> str:
         return "0.0.0+unknown"
 
 
-def new_registry(component: str) -> CollectorRegistry:
+class Registry(CollectorRegistry):
+    """A CollectorRegistry that lists its collectors (prometheus_client keeps its list private)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=True)
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        self.collectors.remove(collector)
+
+
+def new_registry(component: str) -> Registry:
     """A registry holding `shoal_build_info{component,version,python_version} 1`."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = Registry()
     info = Gauge(
         "shoal_build_info",
         "Always 1; labels say which Shoal build and component this is.",
@@ -34,6 +51,18 @@ def new_registry(component: str) -> CollectorRegistry:
     )
     info.labels(component, shoal_version(), platform.python_version()).set(1)
     return registry
+
+
+def family_names(registry: Registry) -> set[str]:
+    """Every family the registry's collectors describe, named as exposed (counters with `_total`).
+    Described, not collected: a collector may export nothing at the moment (a controller that
+    does not lead)."""
+    names: set[str] = set()
+    for collector in list(registry.collectors):
+        describe = getattr(collector, "describe", None) or collector.collect
+        for family in describe():
+            names.add(family.name + "_total" if family.type == "counter" else family.name)
+    return names
 
 
 @dataclass

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 import signal
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import invalid
+
+# The service spec's HealthCheck is the agent's too (types.py imports only pydantic: no cycle).
+from controller.api.types import HealthCheck as HealthCheck
 from netplugin.ports import PortMapping, parse_port
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -47,20 +50,6 @@ class Resources(Model):
 
 
 HEALTH_TEST_KINDS = ("CMD", "CMD-SHELL", "NONE")
-
-
-class HealthCheck(Model):
-    """Docker's HEALTHCHECK: `test` is ["CMD", argv...], ["CMD-SHELL", "command"] or ["NONE"]."""
-
-    test: list[str]
-    interval: float = 30.0
-    """Seconds between probes."""
-    timeout: float = 30.0
-    """Seconds one probe may take before it counts as failed."""
-    retries: int = 3
-    """Consecutive failures that make the container unhealthy."""
-    start_period: float = 0.0
-    """Seconds after start during which failures do not count (successes still do)."""
 
 
 class ContainerCreate(Model):
@@ -149,7 +138,8 @@ class ContainerInfo(Model):
     ip_address: str = ""
     """On the bridge network: the container's address on the node's subnet."""
     health: HealthState | None = None
-    """While it runs or restarts, when it has a healthcheck."""
+    """When it has a healthcheck: the current run's, else the last run's (kept after the exit until
+    the agent restarts: health is not persisted)."""
 
 
 # ---- flag value parsers -----------------------------------------------------------------
@@ -309,22 +299,7 @@ def validate_create(req: ContainerCreate) -> None:
         validate_healthcheck("healthcheck", req.healthcheck)
 
 
-class HealthCheckLike(Protocol):
-    """The agent's HealthCheck and the service spec's have the same fields."""
-
-    @property
-    def test(self) -> list[str]: ...
-    @property
-    def interval(self) -> float: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def start_period(self) -> float: ...
-
-
-def validate_healthcheck(field: str, hc: HealthCheckLike) -> None:
+def validate_healthcheck(field: str, hc: HealthCheck) -> None:
     """Docker's rules; `field` prefixes the field names in errors (`healthcheck.interval`)."""
     if not hc.test:
         raise invalid(f"{field}.test", hc.test, 'must not be empty (use ["NONE"] to disable)')

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from signal import SIGKILL
+from signal import SIGKILL, pidfd_send_signal
 from typing import IO, TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -140,6 +140,8 @@ class Container:
         """Bumped when a run starts or stops, so results of an older run's probes are dropped."""
         self.health_timer: Timer | None = None
         self.probe: Probe | None = None
+        self.kill_timer: Timer | None = None
+        """An unhealthy stop under way: SIGKILL when the grace period ends (cancelled by the exit)."""
 
     @property
     def id(self) -> str:
@@ -220,7 +222,15 @@ class Node:
             containers = list(self._containers.values())
         for c in containers:
             with c.cond:
+                probe = c.probe
                 self._stop_probes(c)
+            if probe is not None:
+                # The stopped supervisor will not run _probe_done: reap `runc exec` and close here.
+                try:
+                    probe.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    log.warning("container %s: health probe did not exit", c.id[:12])
+                probe.output.close()
         self.shims.close()
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
@@ -487,6 +497,9 @@ class Node:
             if c.state.status != "running":
                 return
             self._stop_probes(c)
+            if c.kill_timer is not None:
+                c.kill_timer.cancel()
+                c.kill_timer = None
             exit_rec = read_exit(c.exit_file)
             if exit_rec is None:
                 # The monitor died without recording an exit: make sure nothing is left running.
@@ -584,17 +597,21 @@ class Node:
                 return
             c.health_timer = None
             r = c.record
-            output = tempfile.TemporaryFile()
             pid_file = c.dir / "probe.pid"
-            pid_file.unlink(missing_ok=True)
             start = _now()
+            output: IO[bytes] | None = None
             try:
+                output = tempfile.TemporaryFile()
+                pid_file.unlink(missing_ok=True)
                 user = f"{r.uid}:{r.gid}"
                 proc = self.runc.exec_popen(
                     r.id, argv, r.env, r.cwd, user, stdout=output, stderr=subprocess.STDOUT, pid_file=pid_file
                 )
-            except ShoalError as e:
-                output.close()
+            except (ShoalError, OSError) as e:
+                # A failed probe (out of fds, pids...), not a failed supervisor callback: the next
+                # one is scheduled with the result.
+                if output is not None:
+                    output.close()
                 failed = HealthLogEntry(start=start, end=_now(), exit_code=health.TIMED_OUT, output=str(e))
                 changed = self._probe_result(c, failed)
             else:
@@ -617,18 +634,32 @@ class Node:
                 self._kill_probe(c, probe)  # its exit (watched) records the failure
 
     def _kill_probe(self, c: Container, probe: Probe) -> None:
-        """SIGKILL the probe's process in the container, then `runc exec` itself."""
+        """SIGKILL the probe's process in the container, then `runc exec` itself.
+
+        `runc exec` reaps the probe's process before it exits: once it has exited (the probe
+        finished, or the container's exit ended it), that pid may belong to anything else."""
         if probe.timer is not None:
             probe.timer.cancel()
+        if probe.proc.poll() is not None:
+            return
         try:
             pid = int((c.dir / "probe.pid").read_text().strip() or 0)
         except (OSError, ValueError):
             pid = 0
         if pid > 0:
             try:
-                os.kill(pid, SIGKILL)
+                fd = os.pidfd_open(pid)
             except ProcessLookupError:
-                pass
+                fd = -1
+            if fd >= 0:
+                try:
+                    # `runc exec` still runs once the pidfd is open: the pidfd names the probe.
+                    if probe.proc.poll() is None:
+                        pidfd_send_signal(fd, SIGKILL)
+                except ProcessLookupError:
+                    pass
+                finally:
+                    os.close(fd)
         if probe.proc.poll() is None:
             probe.proc.kill()
 
@@ -685,10 +716,14 @@ class Node:
         self._notify(c.id)
         return self._info(c)
 
+    def _grace(self, c: Container, timeout: float | None) -> float:
+        """Seconds from the stop signal to SIGKILL: the caller's, else the container's, else the agent's."""
+        grace = timeout if timeout is not None else c.record.config.stop_timeout
+        return self.config.stop_timeout if grace is None else grace
+
     def container_stop(self, ref: str, timeout: float | None) -> ContainerInfo:
         c = self._get(ref)
-        grace = timeout if timeout is not None else c.record.config.stop_timeout
-        grace = self.config.stop_timeout if grace is None else grace
+        grace = self._grace(c, timeout)
         self._halt(c, c.record.stop_signal, grace)
         self._notify(c.id)  # a pending restart may have been cancelled: no monitor exit reports that
         return self._info(c)
@@ -734,20 +769,36 @@ class Node:
                 raise Conflict(f"container {c.record.name} did not stop after SIGKILL")
 
     def container_stop_unhealthy(self, ref: str, timeout: float | None) -> ContainerInfo:
-        """Stop a running container that is unhealthy (stop signal, grace, SIGKILL) as a failure:
-        not a manual stop, so its restart policy applies; its exit's error says why. A no-op when
-        it is not running or no longer unhealthy (the caller's view may be old)."""
+        """Start stopping a running container that is unhealthy (stop signal now, SIGKILL after the
+        grace period) as a failure: not a manual stop, so its restart policy applies; its exit's
+        error says why. Returns at once (the exit is reported to the listeners). A no-op when it is
+        not running, no longer unhealthy (the caller's view may be old) or already being stopped."""
         c = self._get(ref)
-        grace = timeout if timeout is not None else c.record.config.stop_timeout
-        grace = self.config.stop_timeout if grace is None else grace
+        grace = self._grace(c, timeout)
         with c.cond:
             if c.state.status != "running" or c.health is None or c.health.status != "unhealthy":
+                return self._info(c)
+            if c.kill_timer is not None:
                 return self._info(c)
             c.record.stop_reason = health.unhealthy_message(c.health)
             c.save()
             log.info("container %s: stopping it: %s", c.id[:12], c.record.stop_reason)
-            self._terminate(c, c.record.stop_signal, grace)
+            run, cid = c.health_generation, c.id
+            c.kill_timer = self.supervisor.call_later(grace, lambda: self._kill_after_grace(cid, run))
+            self._signal(c, parse_signal("stop signal", c.record.stop_signal))
         return self._info(c)
+
+    def _kill_after_grace(self, cid: str, run: int) -> None:
+        """The grace period of an unhealthy stop is over: SIGKILL the run if it still goes on."""
+        c = self._by_id(cid)
+        if c is None:
+            return
+        with c.cond:
+            if run != c.health_generation or c.state.status != "running":
+                return  # that run is over (its exit cancels the timer; this is the race with it)
+            c.kill_timer = None
+            log.info("container %s: still running after the grace period: SIGKILL", cid[:12])
+            self._signal(c, SIGKILL, all=True)
 
     def _signal(self, c: Container, signum: int, all: bool = False) -> None:
         try:

@@ -7,7 +7,8 @@ import logging
 import signal
 import threading
 
-from agent.metrics_server import MetricsServer, serve_metrics
+from agent.metrics import listen
+from agent.metrics_server import MetricsServer
 from controller.api.server import ApiServer, serve
 from controller.config import ControllerConfig
 from controller.election import Election
@@ -56,9 +57,16 @@ class Controller:
 
     def start(self) -> None:
         if self.config.metrics_address and self.metrics is not None:
-            self._metrics_server = serve_metrics(self.config.metrics_address, self.metrics.registry)
+            # A taken port is one clear error (Unavailable), before anything else starts.
+            self._metrics_server = listen(self.config.metrics_address, self.metrics.registry)
             log.info("controller %s serves metrics on %s", self.id, self._metrics_server.url)
-        self._server = serve(self._store, self.config.listen)
+        try:
+            self._server = serve(self._store, self.config.listen)
+        except BaseException:
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+                self._metrics_server = None
+            raise
         log.info("controller %s ready on %s", self.id, self._server.address)
         self.election.start(self._on_elected, self._on_deposed)
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.errors import ShoalError
-from agent.metrics_server import new_registry
+from agent.metrics_server import family_names, new_registry
 from controller.api.types import NodeInfo, Service, Task
 from controller.orchestrator import Decision, Orchestrator
 from controller.orchestrator.decide import build_snapshot
@@ -62,7 +62,8 @@ def desired_tasks(service: Service, tasks: Sequence[Task], nodes: Sequence[NodeI
     done = {
         t.slot
         for t in tasks
-        if t.service_id == service.id and succeeded(t) and t.spec_version >= service.task_version
+        # A rollback gives back an older task version: a success of the newer one does not count.
+        if t.service_id == service.id and succeeded(t) and t.spec_version == service.task_version
     }
     remaining = sum(1 for slot in range(1, spec.total_completions + 1) if slot not in done)
     return min(remaining, spec.max_concurrent)
@@ -102,7 +103,8 @@ def cluster_gauges(
         by_service.setdefault(task.service_name, []).append(task)
     service_gauges = {}
     for service in services:
-        own = by_service.get(service.spec.name, [])
+        # Not a deleted service's tasks that share the name and are still being cleaned up.
+        own = [t for t in by_service.get(service.spec.name, []) if t.service_id == service.id]
         running = [t for t in own if t.state == "running"]
         service_gauges[service.spec.name] = ServiceGauges(
             desired=desired_tasks(service, own, nodes),
@@ -370,16 +372,6 @@ class ControllerMetrics:
 
     def decide_failed(self) -> None:
         self.scheduler_attempts.labels("error").inc()
-
-
-def family_names(registry: CollectorRegistry) -> set[str]:
-    """Every family the registry's collectors describe, named as exposed (counters with `_total`)."""
-    names: set[str] = set()
-    for collector in list(registry._collector_to_names):
-        describe = getattr(collector, "describe", None) or collector.collect
-        for family in describe():
-            names.add(family.name + "_total" if family.type == "counter" else family.name)
-    return names
 
 
 def metric_names() -> set[str]:

@@ -13,11 +13,10 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.metrics import family_names
-from agent.metrics_server import new_registry
+from agent.metrics_server import family_names, new_registry
 from netplugin.dataplane.model import Desired
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ class NetpluginMetrics:
     """Everything `shoal netplugin` exports; constructible without a running plugin."""
 
     def __init__(self, plugin: Netplugin | None = None, ipam_dir: Path | None = None) -> None:
-        self.registry: CollectorRegistry = new_registry("netplugin")
+        self.registry = new_registry("netplugin")
         r = self.registry
         self.sync_duration = Histogram(
             "shoal_netplugin_sync_duration_seconds",

@@ -222,7 +222,7 @@ class ImageStore:
     def pull(self, ref: str, progress: Progress | None = None) -> ImageInfo:
         """Fetch `ref` (by tag or digest); layers already here are neither downloaded nor unpacked."""
         started = time.monotonic()
-        downloaded = [0]  # blob bytes, counted as they arrive (a failed pull downloaded some too)
+        downloaded = [0]  # bytes of the blobs fetched in full (a failed pull may count some too)
         ok = False
         try:
             info = self._pull(ref, progress, downloaded)

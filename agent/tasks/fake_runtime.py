@@ -4,7 +4,9 @@ A container runs until stopped, unless the spec's labels say `shoal.fake.exit-af
 `shoal.fake.exit-code`; then it exits by itself and the restart policy applies (restarts are
 immediate). Each task's container gets a deterministic fake address (`fake_address`). Images named
 `invalid/...` cannot be pulled, so their tasks are rejected. A container whose spec has a health
-check is "healthy" at once, unless the label `shoal.fake.health` names another health (each run).
+check is "healthy" at once, unless the label `shoal.fake.health` names another health (each run,
+except the run that replaces one stopped for being unhealthy: it stays "starting", as the node's
+would until its first probe).
 tests/integration/test_task_runtime_contract.py holds it to the behaviour of NodeRuntime.
 """
 
@@ -163,7 +165,8 @@ class FakeRuntime:
             self._disarm(c)
             error = f"{UNHEALTHY}: the fake's scripted health"
             if _restarts(c.policy, STOP_EXIT_CODE, c.view.restart_count):
-                c.view = replace(c.view, restart_count=c.view.restart_count + 1, health=c.health)
+                # Health starts over; scripting it again would have the worker stop it every pass.
+                c.view = replace(c.view, restart_count=c.view.restart_count + 1, health="starting")
                 self._arm(c)
             else:
                 c.view = replace(c.view, status="exited", exit_code=STOP_EXIT_CODE, error=error)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from agent.errors import NotFound
-from agent.models import ContainerCreate, ContainerInfo, HealthCheck, MountSpec, Resources
+from agent.models import ContainerCreate, ContainerInfo, MountSpec, Resources
 from agent.node import Node
 from agent.tasks.runtime import TASK_ID, TaskContainer, container_name, restart_policy, task_labels
 from controller.api.types import Assignment
@@ -41,7 +41,7 @@ def container_request(assignment: Assignment) -> ContainerCreate:
         ),
         # Host-mode published ports; they need the node's bridge network (the default when it has one).
         publish=[f"{p.published}:{p.target}/{p.protocol}" for p in spec.ports],
-        healthcheck=HealthCheck.model_validate(spec.healthcheck.model_dump()) if spec.healthcheck else None,
+        healthcheck=spec.healthcheck,
     )
 
 

@@ -65,7 +65,8 @@ class TaskRuntime(Protocol):
 
     def stop_unhealthy(self, container_id: str) -> None:
         """Stop a running container that is (still) unhealthy, as a failure: its restart policy
-        applies, and its error reads `container unhealthy: <last probe output>`. A no-op otherwise."""
+        applies, and its error reads `container unhealthy: <last probe output>`. A no-op otherwise.
+        May return before the container has stopped: subscribers learn of its exit (or restart)."""
         ...
 
     def remove(self, container_id: str) -> None:

@@ -183,7 +183,7 @@ _NOT_TASK_FIELDS = {
     "update_config": UpdateConfig(),
     "rollback_config": UpdateConfig(),
 }
-ACTIVE_STATES = ("updating", "rollback_started")
+ACTIVE_STATES: tuple[UpdateState, ...] = ("updating", "rollback_started")
 MANUAL_ROLLBACK = "manually requested rollback"
 
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from controller.api.types import Task, UpdateConfig, UpdateState, UpdateStatus
+from controller.api.types import ACTIVE_STATES, Task, UpdateConfig, UpdateState, UpdateStatus
 
 from .context import Context
 from .needs import Fresh, Wait, restart_need
@@ -35,7 +35,6 @@ from .task_facts import ENDED_ON_ITS_OWN, created, is_live, iso, parse_time
 
 K = TypeVar("K", int, str)
 
-ACTIVE: tuple[UpdateState, ...] = ("updating", "rollback_started")
 DONE: tuple[UpdateState, ...] = ("completed", "rollback_completed")
 _CLOCK_SLACK = 1e-3
 """ISO timestamps round-trip to the microsecond; compare creation times with this much slack."""
@@ -79,7 +78,7 @@ def plan_rollout(
             stamp = iso(ctx.now)
             plan.set_status(UpdateStatus(state="updating", message="update in progress", started_at=stamp))
         return []  # the first replacements follow once the status is written
-    if status.state not in ACTIVE:
+    if status.state not in ACTIVE_STATES:
         return []  # paused: until the user changes the service
     if not status.started_at:
         # Asked for through the API (`service rollback`): its start is stamped by the leader's
@@ -115,11 +114,14 @@ def plan_rollout(
     chosen: list[Replacement[K]] = []
     free = len(updates) if config.parallelism == 0 else max(0, config.parallelism - busy)
     for key, old in sorted(updates, key=lambda u: u[0]):
-        if len(chosen) >= free:
-            break
-        if rollout.may_retry(key, slots[key]):
-            # Only a running task is worth keeping while its replacement starts.
-            chosen.append(Replacement(key, old, config.order == "start-first" and old.state == "running"))
+        match rollout.may_retry(key, slots[key]):
+            case True if len(chosen) < free:
+                # Only a running task is worth keeping while its replacement starts.
+                chosen.append(Replacement(key, old, config.order == "start-first" and old.state == "running"))
+            case None:
+                # Its start-first replacement failed for good: as Swarm, stop the old task all the
+                # same (the slot ends as stop-first leaves it), or the rollout would never end.
+                ctx.retire(old, plan)
     return chosen
 
 
@@ -176,10 +178,17 @@ class _Rollout:
         times = [w for t in fresh for w in (self.ctx.up_time(t), self.ctx.stumble_time(t)) if w is not None]
         return max(times, default=None)
 
-    def may_retry(self, key: K, slot: Slot) -> bool:
+    def may_retry(self, key: K, slot: Slot) -> bool | None:
         """A slot whose replacement already failed (start-first keeps the old task running) tries
-        again under the restart policy: after its delay, and not once max_attempts are used up."""
-        failed = [t for t in slot.tasks if t.spec_version == self.ctx.version and t.state in ENDED_ON_ITS_OWN]
+        again under the restart policy: after its delay (False until then). None: never, as the
+        policy does not restart it (condition none, or max_attempts used up)."""
+        failed = [
+            t
+            for t in slot.tasks
+            if t.spec_version == self.ctx.version
+            and t.state in ENDED_ON_ITS_OWN
+            and created(t) >= self.since - _CLOCK_SLACK
+        ]
         if not failed:
             return True
         newest = max(failed, key=lambda t: (created(t), t.id))
@@ -191,7 +200,7 @@ class _Rollout:
                 self.plan.wake_at(restart.not_before)
                 return False
             case _:
-                return False
+                return None
 
 
 def _act_on_failure(
@@ -232,7 +241,7 @@ def plan_job_status(ctx: Context, plan: PlanBuilder) -> None:
     """Jobs are not rolled: a new version re-runs the job. An update (or rollback) is done as soon
     as it is noticed, so its status never hangs."""
     status = ctx.service.update_status
-    if status is not None and status.state in ACTIVE:
+    if status is not None and status.state in ACTIVE_STATES:
         plan.set_status(completed(status, ctx.now))
 
 

@@ -59,7 +59,9 @@ def settle(slot: Slot, version: int, plan: PlanBuilder, start_first: bool = Fals
     """Pick the slot's occupant and stop every other wanted task, so a slot never has two, except
     that with `start_first` a running out-of-date task stays until its replacement is up. A
     replacement the scheduler could not place ("pending": e.g. the old task holds the node's host
-    port or its last max_replicas_per_node place) makes the slot fall back to stop-first."""
+    port or its last max_replicas_per_node place) makes the slot fall back to stop-first. A
+    start-first replacement that failed also stays wanted beside the old task: should the restart
+    policy give up on it, the rollout stops the old task and the slot ends as stop-first leaves it."""
     live = sorted(
         slot.live,
         key=lambda t: (t.spec_version == version, _PROGRESS.get(t.state, 0), created(t), t.id),
@@ -68,6 +70,8 @@ def settle(slot: Slot, version: int, plan: PlanBuilder, start_first: bool = Fals
     ended = newest_first(slot.ended)
     keep_live = live[0] if live else None
     keep_ended = None if keep_live is not None or not ended else ended[0]
+    if start_first and keep_live is not None and keep_live.spec_version != version and ended:
+        keep_ended = ended[0] if ended[0].spec_version == version else None
     standby = None
     if (
         start_first

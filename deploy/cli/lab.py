@@ -113,8 +113,9 @@ def up(
 
 @app.command()
 def down(state_dir: StateDirOpt = "/var/lib/shoal-lab") -> None:
-    """Remove everything the lab made: containers, agents, netplugins, controllers, registry, etcd,
-    namespaces and its state; fails naming anything that could not be removed."""
+    """Remove everything the lab made: containers, agents, netplugins, controllers, Prometheus, the
+    etcd relay, registry, etcd, namespaces and its state; fails naming anything that could not be
+    removed."""
     from deploy.context import load_context, remove_context
     from deploy.lab import lab
 
@@ -136,7 +137,8 @@ def status(
     ] = Output.table,
     state_dir: StateDirOpt = "/var/lib/shoal-lab",
 ) -> None:
-    """What runs: each node, each controller and etcd."""
+    """What runs: each node, each controller, etcd, the registry, the etcd relay and Prometheus
+    (-o json adds each node's etcd endpoint via the relay and every daemon's metrics URL)."""
     from deploy.cli.output import print_table
     from deploy.lab import lab
 

@@ -150,7 +150,8 @@ class Fleet:
     def __init__(self, control: ControlClient, services: frozenset[str] | None) -> None:
         self.control = control
         self.services = services
-        self._agents: dict[str, AgentClient] = {}
+        self._agents: dict[tuple[str, str], AgentClient] = {}
+        """By node id and agent API: a node whose agent moved gets a client for the new address."""
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -163,9 +164,10 @@ class Fleet:
         from deploy.cli.common import socket_from_host
 
         with self._lock:
-            agent = self._agents.get(node.id)
+            key = (node.id, node.agent_api)
+            agent = self._agents.get(key)
             if agent is None:
-                agent = self._agents[node.id] = AgentClient(socket_from_host(node.agent_api))
+                agent = self._agents[key] = AgentClient(socket_from_host(node.agent_api))
             return agent
 
     def _read_node(self, node: NodeInfo) -> list[Sample]:

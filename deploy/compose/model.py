@@ -177,6 +177,8 @@ IGNORED_SERVICE = {
     "pids_limit",
 }
 IGNORED_DEPLOY = {"endpoint_mode"}
+IGNORED_HEALTHCHECK = {"start_interval"}
+"""Shoal's checks have no faster probing during start_period: the interval applies throughout."""
 
 
 def split_ignored(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -207,6 +209,11 @@ def split_ignored(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 for key in sorted(set(deploy) & IGNORED_DEPLOY):
                     ignored.append(f"services.{name}.deploy.{key}")
                 kept["deploy"] = {k: v for k, v in deploy.items() if k not in IGNORED_DEPLOY}
+            healthcheck = kept.get("healthcheck")
+            if isinstance(healthcheck, dict):
+                for key in sorted(set(healthcheck) & IGNORED_HEALTHCHECK):
+                    ignored.append(f"services.{name}.healthcheck.{key}")
+                kept["healthcheck"] = {k: v for k, v in healthcheck.items() if k not in IGNORED_HEALTHCHECK}
             cleaned[name] = kept
         out["services"] = cleaned
     return out, ignored

@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -211,9 +211,9 @@ def _spec(
         "stop_grace_period": None
         if s.stop_grace_period is None
         else wrap("stop_grace_period", parse_duration, "stop_grace_period", s.stop_grace_period),
-        "healthcheck": _healthcheck(file, f"{where}.healthcheck", s.healthcheck),
-        "update_config": _update_config(file, f"{where}.deploy.update_config", d.update_config),
-        "rollback_config": _update_config(file, f"{where}.deploy.rollback_config", d.rollback_config),
+        "healthcheck": _healthcheck(file, where, wrap, s.healthcheck),
+        "update_config": _update_config(file, where, wrap, "update_config", d.update_config),
+        "rollback_config": _update_config(file, where, wrap, "rollback_config", d.rollback_config),
     }
     if d.mode == "replicated-job":
         data["total_completions"] = 1 if d.replicas is None else d.replicas
@@ -229,12 +229,18 @@ def _spec(
     return spec
 
 
-def _rule_of(exc: InvalidArgument) -> str:
-    """`invalid FIELD 'v': rule` -> `'v': rule` (the path replaces the field)."""
+def _split(exc: InvalidArgument) -> tuple[str, str]:
+    """`invalid FIELD 'v': rule` -> (FIELD, `'v': rule`); ("", the text) for any other message."""
     text = str(exc)
     if text.startswith("invalid ") and " " in text[len("invalid ") :]:
-        return text[len("invalid ") :].split(" ", 1)[1]
-    return text
+        field, rule = text[len("invalid ") :].split(" ", 1)
+        return field, rule
+    return "", text
+
+
+def _rule_of(exc: InvalidArgument) -> str:
+    """`invalid FIELD 'v': rule` -> `'v': rule` (the path replaces the field)."""
+    return _split(exc)[1]
 
 
 def _words(value: str | list[str] | None) -> list[str] | None:
@@ -355,8 +361,9 @@ def _port(wrap: Any, i: int, p: int | str | PortC) -> PortSpec:
     return port
 
 
-def _healthcheck(file: str, path: str, h: HealthcheckC | None) -> HealthCheck | None:
+def _healthcheck(file: str, where: str, wrap: Any, h: HealthcheckC | None) -> HealthCheck | None:
     """Compose's healthcheck -> the spec's; None when absent or disabled (`disable: true`, NONE)."""
+    path = f"{where}.healthcheck"
     if h is None:
         return None
     if h.disable:
@@ -373,35 +380,33 @@ def _healthcheck(file: str, path: str, h: HealthcheckC | None) -> HealthCheck | 
     for key in ("interval", "timeout", "start_period"):
         value = getattr(h, key)
         if value is not None:
-            try:
-                data[key] = parse_duration(key, value)
-            except InvalidArgument as exc:
-                raise compose_error(file, f"{path}.{key}", _rule_of(exc)) from None
+            data[key] = wrap(f"healthcheck.{key}", parse_duration, key, value)
     if h.retries is not None:
         data["retries"] = h.retries
     check = HealthCheck.model_validate(data)
     try:
-        validate_healthcheck("healthcheck", check)
+        validate_healthcheck(path, check)  # names the key by its path in the file
     except InvalidArgument as exc:
-        # `invalid healthcheck.<key> <value>: <rule>`: the key goes into the file's path.
-        key = str(exc).removeprefix("invalid healthcheck").partition(" ")[0]
-        raise compose_error(file, f"{path}{key}", _rule_of(exc)) from None
+        raise compose_error(file, *_split(exc)) from None
     return check
 
 
-def _update_config(file: str, path: str, c: UpdateConfigC | None) -> UpdateConfig:
+def _update_config(
+    file: str,
+    where: str,
+    wrap: Any,
+    key: Literal["update_config", "rollback_config"],
+    c: UpdateConfigC | None,
+) -> UpdateConfig:
     """deploy.update_config / rollback_config -> the spec's; unset keys keep Docker's defaults."""
     if c is None:
         return UpdateConfig()
     data: dict[str, Any] = {k: v for k, v in c.model_dump().items() if v is not None}
-    for key in ("delay", "monitor"):
-        if key in data:
-            try:
-                data[key] = parse_duration(key, data[key])
-            except InvalidArgument as exc:
-                raise compose_error(file, f"{path}.{key}", _rule_of(exc)) from None
-    if path.endswith("rollback_config") and data.get("failure_action") == "rollback":
+    for duration in ("delay", "monitor"):
+        if duration in data:
+            data[duration] = wrap(f"deploy.{key}.{duration}", parse_duration, duration, data[duration])
+    if key == "rollback_config" and data.get("failure_action") == "rollback":
         raise compose_error(
-            file, f"{path}.failure_action", "'rollback': a rollback can only pause or continue"
+            file, f"{where}.deploy.{key}.failure_action", "'rollback': a rollback can only pause or continue"
         )
     return UpdateConfig.model_validate(data)

@@ -1,7 +1,8 @@
 """`shoal lab up|down|status` and the faults, over the state file.
 
-up builds in order (namespaces, etcd, registry, controllers, per host netplugin + agent), saving
-the state after every step, so a failure at any point is cleaned up by the same `down` a user runs.
+up builds in order (namespaces, etcd, the etcd relay, registry, controllers, per host netplugin +
+agent, then Prometheus if asked), saving the state after every step, so a failure at any point is
+cleaned up by the same `down` a user runs.
 """
 
 from __future__ import annotations

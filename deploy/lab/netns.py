@@ -1,6 +1,7 @@
 """The lab's wires: netns `<prefix>-sw` holds bridge br0 (the underlay L2 segment); each host netns
 `<prefix>-n<i>` has eth0 (a veth whose peer `p<i>` sits on br0) with underlay address `.<i>`;
-br0 itself holds `.254`, where the lab's etcd relay listens (deploy/lab/relay.py).
+br0 itself holds `.254`, where the lab's etcd relay listens (deploy/lab/relay.py); hosts drop any
+traffic they would forward there (fence_control), so containers cannot reach it.
 
 Links are created directly inside the lab's namespaces (`ip -n`), never in the root namespace, so
 deleting the namespaces removes every link. Mirrors tests/support/lab.py's Lab.
@@ -103,6 +104,16 @@ def plug_host(
     in_ns(netns, ["ip", "addr", "add", f"{address}/{underlay.prefixlen}", "dev", HOST_IFACE])
     in_ns(netns, ["ip", "link", "set", HOST_IFACE, "up"])
     in_ns(netns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    fence_control(netns, underlay)
+
+
+def fence_control(netns: str, underlay: IPv4Network) -> None:
+    """Drop whatever a host would forward to the control address: its relay listener hands every
+    connection to etcd unauthenticated, so only the host's own sockets (the relay's, OUTPUT) may
+    reach it, never a container behind the host (which it routes and masquerades). In mangle, not
+    filter: the netplugin later inserts its cluster ACCEPTs at the top of filter FORWARD."""
+    rule = ["FORWARD", "-d", f"{control_address(underlay)}/32", "-j", "DROP"]
+    in_ns(netns, ["iptables", "-t", "mangle", "-I", *rule])
 
 
 def set_port(switch: str, port: str, up: bool) -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from agent.errors import Unavailable
 from deploy.lab import launch, procs
 from deploy.lab.state import LabState, PrometheusState, save_state
+from deploy.values import parse_duration
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 RULES_DIR = Path(__file__).resolve().parents[1] / "prometheus"
@@ -64,7 +65,7 @@ def lab_targets(state: LabState) -> list[Target]:
 
 def _timeout(interval: str) -> str:
     # A scrape may not outlast its interval; Prometheus' own default is 10s.
-    return interval if interval.endswith("s") and float(interval[:-1]) < 10 else "10s"
+    return interval if parse_duration("scrape_interval", interval) < 10 else "10s"
 
 
 def scrape_config(
@@ -165,12 +166,9 @@ def argv(config: Path, data_dir: Path, listen: str) -> list[str]:
 def write_lab_config(state: LabState, workdir: Path) -> Path:
     """The lab's prometheus.yml with copies of the rule files next to it (the lab keeps working
     whatever happens to the checkout it was started from)."""
+    # Every lab daemon serves metrics: a lab from before they did had no relay either, so `lab up`
+    # rebuilds it (not healthy) instead of adding a Prometheus to it.
     targets = lab_targets(state)
-    if not targets:
-        raise Unavailable(
-            "the lab's daemons serve no metrics (it was built without --metrics-address): "
-            "run `shoal lab down`, then `shoal lab up --with-prometheus`"
-        )
     workdir.mkdir(parents=True, exist_ok=True)
     for name in RULE_FILES:
         source = RULES_DIR / name

@@ -15,10 +15,12 @@ Setting the host's switch port down then stalls its connections: TCP keepalive a
 TCP_USER_TIMEOUT on both underlay ends notice within seconds, and the relay closes both sides, so
 the clients see a closed connection (not a silent stall) and reconnect; while the link is down,
 new connections fail after CONNECT_TIMEOUT. Buffers are bounded: a side is read only once the
-other side's transport has drained below its high-water mark.
+other side's transport has drained below its high-water mark. A connection that ends is closed
+within CLOSE_TIMEOUT even when its peer stopped reading (a SIGSTOPped agent): then it is reset.
 
 Run as `python -m deploy.lab.relay --etcd 127.0.0.1:2379 --switch NS --control 10.250.0.254
---node NS1=PORT1 --node NS2=PORT2 ...` (see `shoal lab up`); logs go to stderr.
+--node NS1=PORT1 --node NS2=PORT2 ...` (see `shoal lab up`; without --switch, and with `--node PORT`,
+the relay's own netns is used); logs go to stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Sequence
@@ -48,6 +51,8 @@ CONNECT_TIMEOUT = 2.0
 """A connection through a cut link fails after this long; the client's own reconnect retries."""
 USER_TIMEOUT_MS = 3000
 """TCP_USER_TIMEOUT: data left unacknowledged this long aborts the connection (a cut link)."""
+CLOSE_TIMEOUT = 5.0
+"""How long an ended connection may take to flush what it still holds before it is reset."""
 KEEPALIVE = (1, 1, 2)
 """TCP keepalive idle, interval (s) and probes: an idle connection over a cut link dies in ~3 s."""
 _CLONE_NEWNET = 0x40000000
@@ -71,6 +76,7 @@ class RelayConfig:
     """The switch bridge's control address (the underlay's .254)."""
     nodes: tuple[NodeRoute, ...]
     connect_timeout: float = CONNECT_TIMEOUT
+    close_timeout: float = CLOSE_TIMEOUT
 
 
 def _host_port(flag: str, value: str) -> tuple[str, int]:
@@ -89,21 +95,28 @@ def _loopback(flag: str, value: str, host: str) -> str:
     raise invalid(flag, value, "must be a loopback IPv4 address")
 
 
+def _netns_name(name: str) -> bool:
+    return bool(name) and "/" not in name and name not in (".", "..")
+
+
 def _route(value: str) -> NodeRoute:
+    """NETNS=PORT, or PORT alone: the relay's own netns."""
     name, sep, port = value.rpartition("=")
-    if not sep or not name or "/" in name or not port.isdigit() or not 0 < int(port) < 65536:
+    if (sep and not _netns_name(name)) or not port.isdigit() or not 0 < int(port) < 65536:
         raise invalid("--node", value, "must be NETNS=PORT with a port of 1-65535")
-    return NodeRoute(name, int(port))
+    return NodeRoute(name if sep else None, int(port))
 
 
 def parse_args(argv: Sequence[str]) -> RelayConfig:
     """The relay's command line, validated (one-line InvalidArgument on bad input)."""
     parser = argparse.ArgumentParser(prog="python -m deploy.lab.relay", description=__doc__)
     parser.add_argument("--etcd", required=True, metavar="ADDRESS:PORT")
-    parser.add_argument("--switch", required=True, metavar="NETNS")
+    parser.add_argument("--switch", metavar="NETNS")
     parser.add_argument("--control", required=True, metavar="ADDRESS")
     parser.add_argument("--node", action="append", default=[], metavar="NETNS=PORT")
     args = parser.parse_args(list(argv))
+    if args.switch is not None and not _netns_name(args.switch):
+        raise invalid("--switch", args.switch, "must be a netns name (under /run/netns)")
     try:
         IPv4Address(args.control)
     except ValueError:
@@ -120,9 +133,10 @@ def parse_args(argv: Sequence[str]) -> RelayConfig:
 def relay_argv(python: str, config: RelayConfig) -> list[str]:
     """The command line that parse_args() reads back as `config`."""
     argv = [python, "-m", "deploy.lab.relay", "--etcd", f"{config.etcd[0]}:{config.etcd[1]}"]
-    argv += ["--switch", config.switch or "", "--control", config.control]
+    argv += [] if config.switch is None else ["--switch", config.switch]
+    argv += ["--control", config.control]
     for n in config.nodes:
-        argv += ["--node", f"{n.netns}={n.port}"]
+        argv += ["--node", str(n.port) if n.netns is None else f"{n.netns}={n.port}"]
     return argv
 
 
@@ -130,7 +144,8 @@ def relay_argv(python: str, config: RelayConfig) -> list[str]:
 
 
 def socket_in(netns: str | None) -> socket.socket:
-    """A non-blocking TCP socket created inside netns `netns` (None: our own)."""
+    """A non-blocking TCP socket created inside netns `netns` (None: our own). It blocks while a
+    helper thread enters the netns: from the event loop, call it through asyncio.to_thread."""
     if netns is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -183,27 +198,49 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()  # bounded: wait while the other side's buffer is full
 
 
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection now, whatever it still holds: RST (SO_LINGER 0), not a FIN queued behind
+    data a stopped peer will never read."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 async def splice(
     what: str,
     a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    close_timeout: float = CLOSE_TIMEOUT,
 ) -> None:
-    """Copy both ways until either side ends or fails, then close both."""
+    """Copy both ways until either side ends or fails, then close both: after a failure at once,
+    else letting each flush for up to `close_timeout` (a peer may have stopped reading)."""
     tasks = [asyncio.create_task(_pipe(a[0], b[1])), asyncio.create_task(_pipe(b[0], a[1]))]
+    failed = False
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and (exc := task.exception()) is not None:
+                failed = True
                 log.info("%s: closing both sides: %s", what, exc)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for writer in (a[1], b[1]):
-            writer.close()
+            if failed:
+                reset(writer)
+            else:
+                writer.close()
         for writer in (a[1], b[1]):
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), close_timeout)
+            except TimeoutError:
+                log.info("%s: peer not reading: resetting", what)
+                reset(writer)
+            except OSError:
+                pass
 
 
 class Relay:
@@ -214,7 +251,7 @@ class Relay:
 
     async def start(self) -> None:
         """Bind every listener (the control one first: node connections go to its port)."""
-        control = socket_in(self.config.switch)
+        control = await asyncio.to_thread(socket_in, self.config.switch)
         control.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         control.bind((self.config.control, 0))
         control.listen(128)
@@ -253,7 +290,7 @@ class Relay:
     ) -> None:
         what = f"{route.netns or 'local'} :{route.port}"
         try:
-            sock = socket_in(route.netns)
+            sock = await asyncio.to_thread(socket_in, route.netns)
         except OSError as exc:
             log.warning("%s: no socket in its netns: %s", what, exc)
             writer.close()
@@ -270,7 +307,7 @@ class Relay:
             log.info("%s: underlay connect failed (link cut?): %s", what, str(exc) or "timed out")
             writer.close()
             return
-        await splice(what, (reader, writer), upstream)
+        await splice(what, (reader, writer), upstream, self.config.close_timeout)
 
     async def _from_underlay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -286,7 +323,7 @@ class Relay:
             log.warning("%s: etcd %s:%d unreachable: %s", what, *self.config.etcd, str(exc) or "timed out")
             writer.close()
             return
-        await splice(what, (reader, writer), etcd)
+        await splice(what, (reader, writer), etcd, self.config.close_timeout)
 
 
 async def serve(config: RelayConfig) -> None:

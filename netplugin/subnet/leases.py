@@ -289,7 +289,7 @@ class LeaseWatcher:
             return dict(self._published or {})
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        """True once the first full list was handed to on_change."""
+        """True once the first full list was handed over (to on_relist when set, else on_change)."""
         return self._synced.wait(timeout)
 
     def close(self) -> None:

@@ -90,7 +90,7 @@ def test_agent_metrics_and_cluster_stats(tmp_path: Path, registry: Registry) -> 
             assert value(s, "shoal_etcd_request_duration_seconds_count", operation="txn") > 0
             assert value(s, "shoal_build_info", component="agent") == 1
             wait_for(
-                lambda: value(parse(scrape(url)), "shoal_health_checks_total", result="healthy") >= 1,
+                lambda: value(parse(scrape(url)), "shoal_health_checks_total", result="success") >= 1,
                 what="a passing health probe to be counted",
             )
 

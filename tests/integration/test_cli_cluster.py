@@ -229,8 +229,11 @@ def test_stack_deploy_ps_redeploy_rm(cluster: ControllerProcess, api: ControlCli
         "Creating service shop_batch",
         "Creating service shop_web",
     ]
-    [warning] = [line for line in first.stderr.splitlines() if line.startswith("Warning")]
-    assert "services.web.build" in warning
+    warnings = [line for line in first.stderr.splitlines() if line.startswith("Warning")]
+    [ignored] = [w for w in warnings if "Ignoring" in w]
+    assert "services.web.build" in ignored
+    [ingress] = [w for w in warnings if "host mode" in w]
+    assert "services.web.ports[0], services.web.ports[1] in host mode" in ingress
     web = api.inspect_service("shop_web").spec
     assert web.env == ["GREETING=hello"] and web.command == ["httpd", "-f", "-p", "8080"]
     assert web.resources.limits.memory_bytes == 64 << 20 and len(web.ports) == 2

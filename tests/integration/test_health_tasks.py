@@ -61,10 +61,17 @@ def wait_status(store: EtcdStore, a: Assignment, what: str, ok: Callable[[TaskSt
         kv = store.get(keyspace.status_key(a.task.node_id, a.task.id))
         return keyspace.decode(TaskStatus, kv.key, kv.value) if kv else None
 
-    wait_for(lambda: (s := get()) is not None and ok(s), timeout=WAIT, what=f"task {a.task.id}: {what}")
-    s = get()
-    assert s is not None
-    return s
+    seen: list[TaskStatus] = []
+
+    def matched() -> bool:
+        s = get()
+        if s is None or not ok(s):
+            return False
+        seen.append(s)  # the status that matched: a later get() may already hold a newer one
+        return True
+
+    wait_for(matched, timeout=WAIT, what=f"task {a.task.id}: {what}")
+    return seen[-1]
 
 
 def test_task_health_is_reported_and_unhealthy_containers_are_restarted_or_failed(

@@ -7,60 +7,28 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.client import AgentClient
 from controller.api.types import ServiceSpec
 from controller.client import ControlClient
-from deploy.lab import lab as lab_impl
 from deploy.lab import procs
 from deploy.lab.cleanup import leftover_cgroups
 from deploy.lab.netns import names_in_use
 from deploy.lab.state import Proc, load_state
 from tests.support.agent import wait_for
+from tests.support.labcli import LabCli, lab_cli
 
-SHOAL = str(Path(sys.executable).parent / "shoal")
 SERVE = "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
-
-
-class LabCli:
-    def __init__(self, base: Path) -> None:
-        self.prefix = f"lt{uuid.uuid4().hex[:5]}"
-        self.state_dir = base / "state"
-        self.run_dir = base / "run"
-        self.env = os.environ | {"SHOAL_CONTEXT": str(base / "context.json"), "SHOAL_LAB_PREFIX": self.prefix}
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        extra = ["--run-dir", str(self.run_dir)] if args[0] == "up" else []
-        argv = [SHOAL, "lab", *args, "--state-dir", str(self.state_dir), *extra]
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=120)
-        if check and result.returncode != 0:
-            raise AssertionError(f"shoal lab {' '.join(args)} exited {result.returncode}: {result.stderr}")
-        return result
-
-    def status(self) -> dict[str, Any]:
-        info: dict[str, Any] = json.loads(self("status", "-o", "json").stdout)
-        return info
-
-    def ready(self, node: str) -> bool:
-        state = load_state(self.state_dir)
-        assert state is not None
-        return lab_impl.node_readiness(state).get(node, False)
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabCli]:
-    cli = LabCli(tmp_path)
-    try:
+    with lab_cli(tmp_path) as cli:
         yield cli
-    finally:
-        if load_state(cli.state_dir) is not None:  # the test failed before its own `lab down`
-            lab_impl.down(cli.state_dir)
 
 
 def fetch(netns: str, url: str) -> str:

@@ -17,23 +17,18 @@ import pytest
 
 from controller.api.types import Task
 from controller.client import ControlClient
-from deploy.lab import lab as lab_impl
 from deploy.lab import procs
 from deploy.lab.netns import names_in_use
 from deploy.lab.state import LabState, load_state
 from netplugin.env import read_subnet_env
-from tests.integration.test_lab_cli import SHOAL, LabCli
 from tests.support.agent import wait_for
+from tests.support.labcli import SHOAL, LabCli, lab_cli
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabCli]:
-    cli = LabCli(tmp_path)
-    try:
+    with lab_cli(tmp_path) as cli:
         yield cli
-    finally:
-        if load_state(cli.state_dir) is not None:  # the test failed before its own `lab down`
-            lab_impl.down(cli.state_dir)
 
 
 def shoal(lab: LabCli, *args: str) -> str:
@@ -94,42 +89,41 @@ def test_demo_stack_then_partition_and_heal(lab: LabCli) -> None:
     assert env3 is not None
     subnet3 = str(env3.subnet)
 
-    client = ControlClient(state.controllers[0].listen)
-    (old,) = [t for t in running(client) if t.node_id == "node3"]
-    assert {t.node_id for t in running(client)} == {"node1", "node2", "node3"}
-    assert has_route(n1.netns, subnet3) and has_route(n2.netns, subnet3)
+    with ControlClient(state.controllers[0].listen) as client:
+        (old,) = [t for t in running(client) if t.node_id == "node3"]
+        assert {t.node_id for t in running(client)} == {"node1", "node2", "node3"}
+        assert has_route(n1.netns, subnet3) and has_route(n2.netns, subnet3)
 
-    assert "control plane" in lab("partition", "node3").stdout
-    wait_for(
-        lambda: ready(lab) == {"node1": True, "node2": True, "node3": False},
-        timeout=15,
-        what="node3 not ready",
-    )
+        assert "control plane" in lab("partition", "node3").stdout
+        wait_for(
+            lambda: ready(lab) == {"node1": True, "node2": True, "node3": False},
+            timeout=15,
+            what="node3 not ready",
+        )
 
-    def moved() -> bool:
-        tasks = running(client)
-        return len(tasks) == 3 and {t.node_id for t in tasks} <= {"node1", "node2"}
+        def moved() -> bool:
+            tasks = running(client)
+            return len(tasks) == 3 and {t.node_id for t in tasks} <= {"node1", "node2"}
 
-    wait_for(moved, timeout=30, what="node3's task running on node1/node2")
-    (replacement,) = [t for t in running(client) if t.slot == old.slot]
-    assert replacement.id != old.id and replacement.node_id in ("node1", "node2")
-    wait_for(
-        lambda: not has_route(n1.netns, subnet3) and not has_route(n2.netns, subnet3),
-        timeout=20,
-        what="node1 and node2 dropping node3's route",
-    )
+        wait_for(moved, timeout=30, what="node3's task running on node1/node2")
+        (replacement,) = [t for t in running(client) if t.slot == old.slot]
+        assert replacement.id != old.id and replacement.node_id in ("node1", "node2")
+        wait_for(
+            lambda: not has_route(n1.netns, subnet3) and not has_route(n2.netns, subnet3),
+            timeout=20,
+            what="node1 and node2 dropping node3's route",
+        )
 
-    lab("heal", "node3")
-    wait_for(lambda: ready(lab)["node3"], timeout=20, what="node3 ready again")
+        lab("heal", "node3")
+        wait_for(lambda: ready(lab)["node3"], timeout=20, what="node3 ready again")
 
-    def converged() -> bool:
-        tasks = {t.id: t for t in client.list_tasks("demo_web")}
-        return len(running(client)) == 3 and tasks[old.id].state == "shutdown"
+        def converged() -> bool:
+            tasks = {t.id: t for t in client.list_tasks("demo_web")}
+            return len(running(client)) == 3 and tasks[old.id].state == "shutdown"
 
-    wait_for(converged, timeout=30, what="exactly 3 running tasks, node3's old one shut down")
-    # node3's netplugin took the same subnet again (its containers' addresses stay valid).
-    wait_for(lambda: has_route(n1.netns, subnet3), timeout=20, what="node3's subnet back on node1")
-    client.close()
+        wait_for(converged, timeout=30, what="exactly 3 running tasks, node3's old one shut down")
+        # node3's netplugin took the same subnet again (its containers' addresses stay valid).
+        wait_for(lambda: has_route(n1.netns, subnet3), timeout=20, what="node3's subnet back on node1")
 
     assert "lab removed" in demo(lab, "down")  # make demo-down
     assert names_in_use(lab.prefix) == [] and not procs.alive(state.relay.proc)

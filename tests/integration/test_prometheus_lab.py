@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -23,9 +22,9 @@ from deploy.lab import procs
 from deploy.lab.netns import names_in_use
 from deploy.lab.state import load_state
 from tests.support.agent import wait_for
+from tests.support.labcli import LabCli, lab_cli
 from tests.support.promql import substitute_variables
 
-SHOAL = str(Path(sys.executable).parent / "shoal")
 PROMTOOL = "/usr/bin/promtool"
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "shoal-dashboard.json"
 ALERTS = {
@@ -74,32 +73,6 @@ class Prometheus:
         }
 
 
-class LabCli:
-    def __init__(self, base: Path) -> None:
-        self.prefix = f"lp{uuid.uuid4().hex[:5]}"
-        self.state_dir = base / "state"
-        self.run_dir = base / "run"
-        self.env = os.environ | {
-            "SHOAL_CONTEXT": str(base / "context.json"),
-            "SHOAL_LAB_PREFIX": self.prefix,
-            "SHOAL_LAB_DIR": str(self.state_dir),
-            "SHOAL_LAB_RUN_DIR": str(self.run_dir),
-        }
-
-    def __call__(self, *args: str) -> str:
-        result = subprocess.run(
-            [SHOAL, "lab", *args], capture_output=True, text=True, env=self.env, timeout=120
-        )
-        assert result.returncode == 0, (
-            f"shoal lab {' '.join(args)} exited {result.returncode}: {result.stderr}"
-        )
-        return result.stdout
-
-    def status(self) -> dict[str, Any]:
-        info: dict[str, Any] = json.loads(self("status", "-o", "json"))
-        return info
-
-
 def dashboard_exprs() -> list[str]:
     data = json.loads(DASHBOARD.read_text())
     every = [p for row in data["panels"] for p in (row, *row.get("panels", []))]
@@ -107,16 +80,12 @@ def dashboard_exprs() -> list[str]:
 
 
 def test_prometheus_scrapes_the_lab(tmp_path: Path) -> None:
-    lab = LabCli(tmp_path)
-    try:
+    with lab_cli(tmp_path) as lab:
         _scrape_the_lab(lab)
-    finally:
-        if load_state(lab.state_dir) is not None:  # the test failed before its own `lab down`
-            lab_impl.down(lab.state_dir)
 
 
 def _scrape_the_lab(lab: LabCli) -> None:
-    out = lab("up", "--nodes", "3", "--with-prometheus")
+    out = lab("up", "--nodes", "3", "--with-prometheus").stdout
     assert "lab is up: 3 node(s)" in out
     info = lab.status()
     assert info["prometheus"]["pid"] and out.strip().endswith(f"prometheus: {info['prometheus']['url']}")
@@ -190,7 +159,7 @@ def _scrape_the_lab(lab: LabCli) -> None:
     assert state is not None and state.prometheus.proc is not None
     procs.kill9(state.prometheus.proc)
     assert lab.status()["prometheus"]["pid"] is None
-    out = lab("up", "--with-prometheus")
+    out = lab("up", "--with-prometheus").stdout
     assert "was already up" in out and "prometheus: http://127.0.0.1:" in out
     again = lab.status()
     assert again["prometheus"]["pid"] and again["controllers"] == info["controllers"]
@@ -199,7 +168,7 @@ def _scrape_the_lab(lab: LabCli) -> None:
     # down: Prometheus goes with the rest, and nothing of the lab remains.
     state = load_state(lab.state_dir)
     assert state is not None and state.prometheus.proc is not None
-    assert lab("down").strip() == "lab removed"
+    assert lab("down").stdout.strip() == "lab removed"
     assert not procs.alive(state.prometheus.proc)
     assert lab_impl.leftovers(state) == []
     assert names_in_use(lab.prefix) == []

@@ -1,8 +1,8 @@
 """One behaviour suite for every TaskRuntime: FakeRuntime and NodeRuntime over a real Node (runc).
 
-Each runtime gets its own recipe for a long-running task and for a short-lived one that exits
-with 3 (the fake is scripted by labels, the real one runs busybox `sh -c "sleep 0.3; exit 3"`);
-everything else is asserted the same way on both.
+Each runtime gets its own recipe for a long-running task, for a short-lived one that exits
+with 3 (the fake is scripted by labels, the real one runs busybox `sh -c "sleep 0.3; exit 3"`) and
+for one that turns unhealthy; everything else is asserted the same way on both.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.errors import ShoalError
+from agent.health import is_unhealthy_message
 from agent.images.store import ImageStore
 from agent.node import Node
-from agent.tasks.fake_runtime import EXIT_AFTER, EXIT_CODE, FakeRuntime
+from agent.tasks.fake_runtime import EXIT_AFTER, EXIT_CODE, HEALTH, FakeRuntime
 from agent.tasks.node_runtime import NodeRuntime
 from agent.tasks.runtime import TaskContainer, TaskRuntime
-from controller.api.types import Assignment, RestartPolicy, ServiceSpec, Task
+from controller.api.types import Assignment, HealthCheck, RestartPolicy, ServiceSpec, Task
 from tests.support.agent import AgentProcess, wait_for
 from tests.support.registry import Registry
 
@@ -51,6 +52,8 @@ class Harness:
     runtime: TaskRuntime
     long_running: Callable[[str], Assignment]
     exits_with_3: Callable[[str, RestartPolicy], Assignment]
+    turns_unhealthy: Callable[[RestartPolicy], Assignment]
+    """Unhealthy once; the run that replaces it stays "starting" (its probe never finishes)."""
     events: Recorder = field(default_factory=Recorder)
 
     def __post_init__(self) -> None:
@@ -71,17 +74,33 @@ class Harness:
         assert c is not None
         return c
 
+    def unhealthy(self, task_id: str) -> TaskContainer:
+        wait_for(
+            lambda: (c := self.container(task_id)) is not None and c.health == "unhealthy",
+            timeout=WAIT,
+            what=f"task {task_id}'s container to turn unhealthy",
+        )
+        c = self.container(task_id)
+        assert c is not None and c.status == "running"
+        return c
+
 
 def make_assignment(
     image: str,
     command: list[str] | None = None,
     labels: dict[str, str] | None = None,
     policy: RestartPolicy = NO_RESTART,
+    healthcheck: HealthCheck | None = None,
 ) -> Assignment:
     tid = uuid.uuid4().hex[:12]
     task = Task(id=tid, service_id="sid", service_name="contract", spec_version=1, slot=1, node_id="n1")
     spec = ServiceSpec(
-        name="contract", image=image, command=command, labels=labels or {}, restart_policy=policy
+        name="contract",
+        image=image,
+        command=command,
+        labels=labels or {},
+        restart_policy=policy,
+        healthcheck=healthcheck,
     )
     return Assignment(task=task, spec=spec)
 
@@ -94,6 +113,12 @@ def fake_harness() -> Iterator[Harness]:
             lambda tid: make_assignment("busybox"),
             lambda tid, policy: make_assignment(
                 "busybox", labels={EXIT_AFTER: "0.3", EXIT_CODE: "3"}, policy=policy
+            ),
+            lambda policy: make_assignment(
+                "busybox",
+                labels={HEALTH: "unhealthy"},
+                policy=policy,
+                healthcheck=HealthCheck(test=["CMD", "false"]),
             ),
         )
     finally:
@@ -118,6 +143,19 @@ def node_harness(tmp_path: Path, registry: Registry) -> Iterator[Harness]:
             # Honours SIGTERM (a plain sleep as pid 1 would ignore it until SIGKILL).
             lambda tid: make_assignment("busybox", ["sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"]),
             lambda tid, policy: make_assignment("busybox", ["sh", "-c", "sleep 0.3; exit 3"], policy=policy),
+            # sh as pid 1 without a trap ignores SIGTERM: the stop ends with SIGKILL after the grace.
+            # The first probe fails; later ones (this run's and the next run's) never finish.
+            lambda policy: make_assignment(
+                "busybox",
+                ["sh", "-c", "sleep 60 & wait"],
+                policy=policy,
+                healthcheck=HealthCheck(
+                    test=["CMD-SHELL", "[ -e /probed ] && exec sleep 600; touch /probed; exit 1"],
+                    interval=0.2,
+                    timeout=600,
+                    retries=1,
+                ),
+            ),
         )
     finally:
         node.close()
@@ -185,3 +223,30 @@ def test_an_image_that_cannot_be_pulled_is_refused_with_a_clear_error(h: Harness
     assert "invalid/nothing-here" in message and "\n" not in message
     c = h.container(a.task.id)
     assert c is None or not c.live
+
+
+def test_stop_unhealthy_ends_it_as_a_failure(h: Harness) -> None:
+    a = h.turns_unhealthy(NO_RESTART)
+    cid = h.runtime.run(a).container_id
+    h.unhealthy(a.task.id)
+    h.runtime.stop_unhealthy(cid)
+    c = h.ended(a.task.id)
+    assert is_unhealthy_message(c.error), c.error
+    assert (c.manually_stopped, c.restart_count) == (False, 0)
+
+
+def test_stop_unhealthy_restarts_in_place_and_health_starts_over(h: Harness) -> None:
+    a = h.turns_unhealthy(RestartPolicy(condition="on-failure", max_attempts=1))
+    cid = h.runtime.run(a).container_id
+    h.unhealthy(a.task.id)
+    h.runtime.stop_unhealthy(cid)
+
+    def restarted() -> bool:
+        c = h.container(a.task.id)
+        return c is not None and (c.status, c.restart_count, c.health) == ("running", 1, "starting")
+
+    # Still "unhealthy" after the restart would have the worker stop the new run at once.
+    wait_for(restarted, timeout=WAIT, what="the restarted run with its health starting over")
+    h.runtime.stop_unhealthy(cid)  # no longer unhealthy: a no-op
+    c = h.container(a.task.id)
+    assert c is not None and (c.status, c.restart_count, c.manually_stopped) == ("running", 1, False)

@@ -34,8 +34,12 @@ def logged_url(log_file: Path, alive: Callable[[], bool], timeout: float = 30) -
     return found[0]
 
 
+# No proxy: urlopen() would send a loopback scrape to $http_proxy when one is set.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with _DIRECT.open(url, timeout=10) as response:
         body: bytes = response.read()
     return body.decode()
 

@@ -16,8 +16,8 @@ AGGREGATIONS = frozenset(
 )
 KEYWORDS = frozenset("and or unless bool offset atan2 inf nan".split())
 LABEL_LISTS = frozenset("by without on ignoring group_left group_right".split())
-SUFFIXES = ("_bucket", "_sum", "_count", "_total")
-"""What Prometheus adds to a family's name in its samples (histograms, summaries, counters)."""
+RATE_FUNCTIONS = frozenset({"rate", "irate", "increase"})
+"""Functions meaningful only over a counter (or a histogram's _bucket/_sum/_count samples)."""
 SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"})
 """Series Prometheus itself makes for every target (or alert), registered by no daemon."""
 
@@ -90,10 +90,13 @@ def _skip_group(toks: list[tuple[str, str]], i: int, open_: str, close: str) -> 
     raise PromQLError(f"unbalanced {open_!r}")
 
 
-def metric_names(expr: str) -> set[str]:
-    """The metric names `expr` selects, as written (with _bucket/_total/... suffixes)."""
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """Each metric name `expr` selects, as written (with _bucket/_total/... suffixes), with the
+    function or aggregation whose parentheses directly enclose it ("" at top level or in bare ones)."""
     toks = tokens(substitute_variables(expr))
-    names: set[str] = set()
+    found: list[tuple[str, str]] = []
+    enclosing: list[str] = []  # one entry per open "(": the function it belongs to, or ""
+    pending = ""  # a function or aggregation name whose "(" is still to come
     i = 0
     while i < len(toks):
         kind, text = toks[i]
@@ -104,23 +107,30 @@ def metric_names(expr: str) -> set[str]:
         if (kind, text) == ("punct", "["):
             i = _skip_group(toks, i, "[", "]")
             continue
-        if kind == "ident":
+        if (kind, text) == ("punct", "("):
+            enclosing.append(pending)
+            pending = ""
+        elif (kind, text) == ("punct", ")"):
+            if not enclosing:
+                raise PromQLError(f"unbalanced ')' in {expr!r}")
+            enclosing.pop()
+        elif kind == "ident":
             if text in LABEL_LISTS:
                 i = _skip_group(toks, i + 1, "(", ")") if nxt == ("punct", "(") else i + 1
                 continue
-            function = nxt == ("punct", "(")
-            if not (function or text in AGGREGATIONS or text.lower() in KEYWORDS):
-                names.add(text)
+            if nxt == ("punct", "(") or text in AGGREGATIONS:
+                pending = text
+            elif text.lower() not in KEYWORDS:
+                found.append((text, enclosing[-1] if enclosing else ""))
         i += 1
-    return names
+    if enclosing:
+        raise PromQLError(f"unbalanced '(' in {expr!r}")
+    return found
 
 
-def family_name(sample_name: str) -> str:
-    """The family a sample name belongs to: `foo_bucket` -> `foo`, `foo_total` -> `foo`."""
-    for suffix in SUFFIXES:
-        if sample_name.endswith(suffix):
-            return sample_name[: -len(suffix)]
-    return sample_name
+def metric_names(expr: str) -> set[str]:
+    """The metric names `expr` selects, as written (with _bucket/_total/... suffixes)."""
+    return {name for name, _ in selectors(expr)}
 
 
 def label_values_query(query: str) -> tuple[str, str]:

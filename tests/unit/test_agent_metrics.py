@@ -203,8 +203,8 @@ def test_registry_names_every_catalog_metric_and_hooks_count() -> None:
     assert value(s, "shoal_image_pull_bytes_total") == 4096
     assert value(s, "shoal_image_pull_duration_seconds_count") == 2
     assert value(s, "shoal_container_restart_backoff_seconds_bucket", le="0.4") == 1
-    assert value(s, "shoal_health_checks_total", result="healthy") == 1
-    assert value(s, "shoal_health_checks_total", result="unhealthy") == 0
+    assert value(s, "shoal_health_checks_total", result="success") == 1
+    assert value(s, "shoal_health_checks_total", result="failure") == 0
     assert values(s, "shoal_build_info", component="agent")
 
 

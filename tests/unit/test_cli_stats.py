@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import pytest
 
 from agent.models import ContainerCreate, ContainerInfo, ContainerState, ContainerStats
+from controller.api.types import NodeInfo
 from deploy.cli.stats import (
+    Fleet,
     Sample,
     StatsRow,
     as_json,
@@ -15,6 +19,9 @@ from deploy.cli.stats import (
     table_cells,
     wanted,
 )
+
+if TYPE_CHECKING:
+    from controller.client import ControlClient
 
 
 def info(cid: str, labels: dict[str, str] | None = None) -> ContainerInfo:
@@ -117,7 +124,7 @@ def test_row_fields_are_the_json_contract() -> None:
     ]
 
 
-def test_thelive_view_shrinks_only_the_name_column() -> None:
+def test_the_live_view_shrinks_only_the_name_column() -> None:
     rows = build_rows({}, [sample("a" * 64, 1.0, 1.0), sample("b" * 64, 1.0, 1.0, node="n2", limit=None)])
     wide = live_view(rows, 200).plain.splitlines()
     assert wide[1].split() == " ".join(table_cells(rows[0])).split()  # nothing cut at 200 columns
@@ -126,3 +133,15 @@ def test_thelive_view_shrinks_only_the_name_column() -> None:
     name = narrow[1].split()[1]
     assert name.endswith("…") and "web.1.t".startswith(name[:7])
     assert narrow[2].split()[2:] == ["n2", "0.00%", "16MiB", "/", "unlimited", "--", "2", "1.5kB", "/", "0B"]
+
+
+def test_a_node_whose_agent_moved_gets_a_client_for_the_new_address() -> None:
+    fleet = Fleet(cast("ControlClient", None), None)
+    try:
+        node = NodeInfo(id="n1", hostname="h", address="127.0.0.1", nano_cpus=1, memory_bytes=1)
+        old = fleet._agent(node.model_copy(update={"agent_api": "unix:///run/shoal-old/agent.sock"}))
+        assert fleet._agent(node.model_copy(update={"agent_api": "unix:///run/shoal-old/agent.sock"})) is old
+        new = fleet._agent(node.model_copy(update={"agent_api": "unix:///run/shoal-new/agent.sock"}))
+        assert new is not old and new.target == "unix:///run/shoal-new/agent.sock"
+    finally:
+        fleet.close()

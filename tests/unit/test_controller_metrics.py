@@ -3,6 +3,9 @@ flag, and an in-process controller (real threads, in-memory store, no listener) 
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from agent.errors import Unavailable
+from agent.metrics import listen
 from controller.api.types import NodeInfo, Service, ServiceSpec, Task
 from controller.config import ControllerConfig
 from controller.daemon import Controller
@@ -122,6 +127,9 @@ def test_job_wants_the_completions_still_missing_at_the_current_version_up_to_it
         task("t4", job, slot=4, state="running"),
     ]
     assert desired_tasks(job, tasks, [node("n1")]) == 3
+    # Rolled back from version 3: that run's successes are not this version's.
+    rerun = [*tasks, task("t5", job, slot=4, state="complete", exit_code=0, spec_version=3)]
+    assert desired_tasks(job, rerun, [node("n1")]) == 3
     narrow = job.model_copy(update={"spec": job.spec.model_copy(update={"max_concurrent": 2})})
     assert desired_tasks(narrow, tasks, [node("n1")]) == 2
 
@@ -142,6 +150,7 @@ def test_running_healthy_reserved_and_pending_from_merged_views() -> None:
         task("f", web, node_id="n1", state="failed"),  # ended: holds nothing
         task("g", web, state="pending"),
         task("h", web, state="pending", desired_state="shutdown"),  # waiting, but not wanted
+        task("i", web, node_id="n1", state="running", service_id="id-removed"),  # a deleted "web"'s
     ]
     gauges = cluster_gauges([web, idle], tasks, [node("n1"), node("n2", ready=False)])
     assert (gauges.services["web"].desired, gauges.services["web"].running) == (4, 4)
@@ -264,6 +273,29 @@ def test_an_in_process_leader_feeds_its_metrics_and_stops_exporting_when_it_step
     assert not {
         n for n in names if n.startswith(("shoal_service", "shoal_node", "shoal_task", "shoal_sched"))
     }
+
+
+def test_a_taken_port_is_one_clear_error_and_frees_what_started() -> None:
+    taken = listen("127.0.0.1:0", ControllerMetrics().registry)
+    address = f"127.0.0.1:{taken.port}"
+    store = MemoryStore()
+    try:
+        config = ControllerConfig(listen="127.0.0.1:0", controller_id="m1-unit", metrics_address=address)
+        with pytest.raises(Unavailable, match=rf"^--metrics-address {re.escape(address)}: cannot listen"):
+            Controller(config, store).start()
+        # The API's port is taken: the metrics listener that started first is closed again.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        config = dataclasses.replace(config, listen=address, metrics_address=f"127.0.0.1:{free}")
+        with pytest.raises(Unavailable, match=rf"^cannot listen on {re.escape(address)}"):
+            Controller(config, store).start()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", free))
+            probe.listen()
+    finally:
+        taken.close()
+        store.close()
 
 
 # -- the flag ---------------------------------------------------------------------------------

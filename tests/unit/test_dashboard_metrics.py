@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from agent.metrics import metric_names as agent_metric_names
-from controller.metrics import metric_names as controller_metric_names
-from netplugin.metrics import metric_names as netplugin_metric_names
+from agent.metrics import AgentMetrics
+from controller.metrics import ControllerMetrics
+from netplugin.metrics import NetpluginMetrics
+from tests.support.metric_naming import Family, families
 from tests.support.promql import (
+    RATE_FUNCTIONS,
     SYNTHETIC,
     PromQLError,
-    family_name,
     label_values_query,
     metric_names,
+    selectors,
     substitute_variables,
 )
 
@@ -28,10 +30,33 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "shoal-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "shoal.rules.yml"
 
 
-def registered() -> set[str]:
-    """Family names of everything the three daemons register (counters without `_total`)."""
-    names = controller_metric_names() | agent_metric_names() | netplugin_metric_names()
-    return {family_name(n) for n in names}
+def registered() -> dict[str, Family]:
+    """Every sample name the three daemons expose, to its family: a counter's is its name (with
+    `_total`), a histogram's are `_bucket`, `_sum` and `_count`, a gauge's is its name exactly."""
+    out: dict[str, Family] = {}
+    for registry in (ControllerMetrics().registry, AgentMetrics().registry, NetpluginMetrics().registry):
+        for family in families(registry):
+            if family.type == "histogram":
+                out |= {family.name + s: family for s in ("_bucket", "_sum", "_count")}
+            else:
+                out[family.name] = family
+    return out
+
+
+def misuses(exprs: list[tuple[str, str]], samples: dict[str, Family]) -> list[tuple[str, str]]:
+    """(where, why) for each name no daemon exposes, and each rate()/irate()/increase() of a
+    series that is not a counter or a histogram's _bucket/_sum/_count."""
+    out = []
+    for where, expr in exprs:
+        for name, function in selectors(expr):
+            if name in SYNTHETIC:
+                continue
+            family = samples.get(name)
+            if family is None:
+                out.append((where, f"{name}: no daemon exposes it"))
+            elif function in RATE_FUNCTIONS and family.type not in ("counter", "histogram"):
+                out.append((where, f"{function}({name}): {name} is a {family.type}, not a counter"))
+    return out
 
 
 def dashboard() -> dict[str, Any]:
@@ -66,8 +91,14 @@ def test_metric_names_reads_promql() -> None:
     assert metric_names(expr) == {"shoal_sync_seconds_bucket", "shoal_leases", "shoal_a", "up"}
     assert metric_names("topk(3, max_over_time(shoal_x[5m:1m])) * -Inf") == {"shoal_x"}
     assert metric_names('{__name__="shoal_y"}') == set()  # a selector without a name names none
-    assert family_name("shoal_a_seconds_bucket") == "shoal_a_seconds"
-    assert family_name("shoal_pulls_total") == "shoal_pulls"
+    assert selectors(
+        "histogram_quantile(0.9, sum by (le) (rate(a_bucket[1m]))) / b + sum(increase((c[1m])))"
+    ) == [
+        ("a_bucket", "rate"),
+        ("b", ""),
+        ("c", ""),
+    ]
+    assert selectors("sum(x) by (node) * on (node) group_left max(y)") == [("x", "sum"), ("y", "max")]
     assert label_values_query("label_values(shoal_node_ready, node)") == ("shoal_node_ready", "node")
     assert substitute_variables('rate(x{service=~"${service}"}[$__rate_interval])') == (
         'rate(x{service=~"web"}[1m])'
@@ -126,23 +157,42 @@ def test_the_per_service_and_per_node_panels_filter_by_their_variable() -> None:
             section = panel["title"]
             continue
         exprs = [t["expr"] for t in panel["targets"]]
-        if section == "Service $service" and panel["title"] != "Health checks":
+        if section == "Service $service":
             assert all('service=~"$service"' in e for e in exprs), panel["title"]
         if section == "Node $node":
             assert all('node=~"$node"' in e for e in exprs), panel["title"]
 
 
 def test_every_metric_in_the_dashboard_and_alerts_is_registered() -> None:
-    known = registered()
-    assert "shoal_service_running_tasks" in known and "shoal_netplugin_leases" in known
+    samples = registered()
+    assert samples["shoal_task_restarts_total"].type == "counter"
+    assert (
+        samples["shoal_node_ready"].type == "gauge" and "shoal_etcd_request_duration_seconds_count" in samples
+    )
     variables = [label_values_query(v["query"]["query"])[0] for v in dashboard()["templating"]["list"][1:]]
-    used = {(where, name) for where, expr in dashboard_exprs() + alert_exprs() for name in metric_names(expr)}
-    used |= {("templating", name) for name in variables}
-    unknown = sorted((where, name) for where, name in used if family_name(name) not in known | SYNTHETIC)
-    assert unknown == []
+    exprs = dashboard_exprs() + alert_exprs() + [("templating", name) for name in variables]
+    assert misuses(exprs, samples) == []
     # And the other way round: every metric has a panel or an alert (a new metric needs one too).
-    shown = {family_name(name) for _, name in used}
-    assert known - shown == {"shoal_build_info"}
+    shown = {samples[name].name for _, expr in exprs for name in metric_names(expr) if name in samples}
+    assert {f.name for f in samples.values()} - shown == {"shoal_build_info"}
+
+
+def test_misused_or_misnamed_metrics_are_caught() -> None:
+    """The check above can fail: a counter without `_total`, a gauge with it, rate() of a gauge."""
+    bad = [
+        ("a", "sum(shoal_task_restarts)"),
+        ("b", "rate(shoal_node_ready[5m])"),
+        ("c", "shoal_node_ready_total"),
+        ("d", "sum(irate(shoal_service_running_tasks[5m]))"),
+        ("e", "shoal_scheduling_duration_seconds"),
+    ]
+    good = [
+        ("f", "sum(rate(shoal_task_restarts_total[5m])) + increase(shoal_image_pulls_total[1m])"),
+        ("f2", "increase(shoal_scheduling_duration_seconds_count[1m])"),
+        ("g", "histogram_quantile(0.99, sum by (le) (rate(shoal_scheduling_duration_seconds_bucket[5m])))"),
+        ("h", "max_over_time(shoal_node_ready[5m]) and up"),
+    ]
+    assert [where for where, _ in misuses(bad + good, registered())] == ["a", "b", "c", "d", "e"]
 
 
 def test_every_expression_is_valid_promql(tmp_path: Path) -> None:

@@ -26,6 +26,13 @@ def test_relay_argv_round_trips() -> None:
     assert parse_args(argv[3:]) == config
 
 
+def test_relay_argv_round_trips_the_relays_own_netns() -> None:
+    config = RelayConfig(
+        ("127.0.0.1", 2379), None, "127.0.0.1", (NodeRoute(None, 40001), NodeRoute("n2", 40002))
+    )
+    assert parse_args(relay_argv("python", config)[3:]) == config
+
+
 @pytest.mark.parametrize(
     ("args", "flag", "rule"),
     [
@@ -33,6 +40,9 @@ def test_relay_argv_round_trips() -> None:
         (["--etcd", "127.0.0.1"], "--etcd", "ADDRESS:PORT"),
         (["--etcd", "127.0.0.1:70000"], "--etcd", "1-65535"),
         (["--control", "sw"], "--control", "IPv4"),
+        (["--switch", ""], "--switch", "netns name"),
+        (["--switch", "../sw"], "--switch", "netns name"),
+        (["--node", "=4000"], "--node", "NETNS=PORT"),
         (["--node", "n1"], "--node", "NETNS=PORT"),
         (["--node", "../x=4000"], "--node", "NETNS=PORT"),
         (["--node", "n1=0"], "--node", "1-65535"),

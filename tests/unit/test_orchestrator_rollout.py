@@ -9,10 +9,19 @@ import pytest
 
 from controller.api import keyspace
 from controller.api.control import Control
-from controller.api.types import ObservedState, Service, ServiceSpec, Task, TaskStatus, UpdateConfig
+from controller.api.types import (
+    ObservedState,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskStatus,
+    UpdateConfig,
+    UpdateStatus,
+)
 from controller.orchestrator import ClusterState, Orchestrator
-from controller.orchestrator.commit import MAX_OPS_PER_TXN, TaskChange, chunk
-from controller.reconcile import ReconcileSettings
+from controller.orchestrator.commit import MAX_OPS_PER_TXN, Placement, TaskChange, chunk, plan_writes
+from controller.orchestrator.state import ServiceRecord
+from controller.reconcile import Plan, ReconcileSettings
 from controller.store.base import Compare, Event, KeyValue, Put, absent, unchanged
 from controller.store.memory import MemoryStore
 from tests.support.agent import wait_for
@@ -125,14 +134,33 @@ def test_a_failing_update_pauses(world: World) -> None:
     )
 
 
-def test_the_status_write_never_overwrites_a_users_change(world: World) -> None:
-    start(world)
-    # However the leader's status write and this update interleave, the user's spec stays.
-    current = world.service()
-    world.control.update_service("web", current.spec.model_copy(update={"image": "busybox:2"}))
-    world.control.update_service("web", world.service().spec.model_copy(update={"env": ["A=1"]}))
-    world.settle("completed", lambda: world.state() == "completed")
-    assert world.service().spec.env == ["A=1"] and world.service().spec.image == "busybox:2"
+@pytest.mark.parametrize("rollback", [False, True])
+def test_the_status_write_never_overwrites_a_users_change(rollback: bool) -> None:
+    store = MemoryStore(ManualClock())
+    try:
+        fence = take_leadership(store)
+        control = Control(store, clock=store.now)
+        control.create_service(ServiceSpec(name="web", image="busybox", replicas=2))
+        control.update_service("web", control.inspect_service("web").spec.model_copy(update={"image": "v2"}))
+        # The leader plans its status write (and a task) from the record it read ...
+        kv = store.get(keyspace.service_key("web"))
+        assert kv is not None
+        stale = ServiceRecord(keyspace.decode(Service, kv.key, kv.value), kv.mod_revision)
+        status = UpdateStatus(state="rollback_started" if rollback else "updating", started_at="t")
+        new = Task(id="t-new", service_id=stale.service.id, service_name="web", spec_version=2, slot=1)
+        plan = Plan(create=(new,), update_status=status, rollback=rollback)
+        txns = plan_writes("web", stale, plan, Placement(), {}, {}, store.now(), fence)
+        assert txns and any(op.key == kv.key for t in txns for op in t.success)
+        # ... a user's change lands before the leader commits ...
+        mine = control.inspect_service("web").spec.model_copy(update={"env": ["A=1"]})
+        control.update_service("web", mine)
+        # ... so every one of the leader's transactions fails, and the user's spec stays.
+        assert not any(store.txn(t.compares, t.success, t.failure).succeeded for t in txns)
+        after = control.inspect_service("web")
+        assert after.spec == mine and after.update_status is None
+        assert not stored_tasks(store)
+    finally:
+        store.close()
 
 
 def test_cluster_state_notes_when_tasks_came_up_and_stumbled_by_its_own_clock() -> None:

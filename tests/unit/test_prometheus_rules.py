@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from agent.errors import Unavailable
 from deploy.lab import prometheus
 from deploy.lab.state import ControllerState, LabState, NodeState
 
@@ -152,14 +151,11 @@ def test_the_lab_config_scrapes_every_daemon_each_second(tmp_path: Path) -> None
     }
 
 
-def test_a_lab_without_metrics_gets_no_prometheus(tmp_path: Path) -> None:
-    state = lab_state(tmp_path)
-    for ctl in state.controllers:
-        ctl.metrics_url = ""
-    for node in state.nodes:
-        node.metrics_url = node.netplugin_metrics_url = ""
-    with pytest.raises(Unavailable, match=r"serve no metrics.*shoal lab down"):
-        prometheus.write_lab_config(state, tmp_path / "prometheus")
+@pytest.mark.parametrize(
+    ("interval", "timeout"), [("1s", "1s"), ("500ms", "500ms"), ("9s", "9s"), ("10s", "10s"), ("1m", "10s")]
+)
+def test_a_scrape_never_outlasts_its_interval(interval: str, timeout: str) -> None:
+    assert prometheus.scrape_config([], interval)["global"]["scrape_timeout"] == timeout
 
 
 def test_a_metrics_path_other_than_the_default_is_kept() -> None:

@@ -51,7 +51,8 @@ def test_version_bump_replaces_every_task_in_its_slot() -> None:
     plan = world.step()
     assert set(plan.shutdown) == old
     assert sorted(t.slot for t in plan.create) == [1, 2, 3]
-    assert all(t.spec_version == world.service.task_version for t in plan.create)  # type: ignore[union-attr]
+    assert world.service is not None
+    assert all(t.spec_version == world.service.task_version for t in plan.create)
     assert world.plan().is_noop
 
 

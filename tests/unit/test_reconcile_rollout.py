@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api.types import (
+    RestartPolicy,
     Service,
     ServiceMode,
     Task,
@@ -14,7 +15,7 @@ from controller.api.types import (
     rolled_back,
     with_spec,
 )
-from controller.reconcile import Plan
+from controller.reconcile import Plan, ReconcileSettings
 from tests.unit.test_reconcile_world import World, make_service
 
 
@@ -293,3 +294,39 @@ def test_any_change_resets_the_status_but_scaling_lets_an_update_go_on() -> None
     assert status("updating", replicas=3) == UpdateStatus(state="updating")
     assert status("rollback_started", replicas=3) == UpdateStatus(state="rollback_started")
     assert status("updating", image="x") is None  # a new update
+
+
+def test_a_slot_stays_in_the_rollout_after_its_old_record_would_be_pruned() -> None:
+    # With no task history kept, the replaced task's record is the only sign the slot is updating.
+    world = running_world(4, parallelism=1, monitor=5.0)
+    world.settings = ReconcileSettings(task_history_limit=0)
+    start_update(world)
+    new = world.step().create[0]
+    world.confirm_stops()  # the old task stopped; its replacement is not placed yet
+    for _ in range(3):
+        assert not world.step().create
+        assert in_flight(world) == {new.slot}
+    run_new(world)
+    world.set_state(new.id, "failed", 1)
+    world.step()
+    assert state(world) == "paused"
+
+
+def test_a_start_first_replacement_that_may_not_restart_ends_like_stop_first() -> None:
+    # Swarm stops the old task once its replacement is running or has failed: a failed one the
+    # restart policy does not retry leaves the slot as stop-first would, and the update completes.
+    world = running_world(2, parallelism=1, order="start-first", failure_action="continue")
+    world.update_spec(restart_policy=RestartPolicy(condition="none"))
+    start_update(world)
+    new = world.step().create[0]
+    old = next(t for t in old_tasks(world) if t.slot == new.slot)
+    world.schedule()
+    world.set_state(new.id, "failed", 1)
+    for _ in range(6):
+        plan = world.step()
+        assert all(t.slot != new.slot for t in plan.create)  # never retried
+        run_new(world)
+        world.now += 10.0
+    assert world.tasks[old.id].desired_state == "shutdown"
+    assert world.tasks[new.id].desired_state == "running"  # the slot holds it, as stop-first leaves it
+    assert not old_tasks(world) and state(world) == "completed"
