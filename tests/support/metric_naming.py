@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from agent.metrics_server import Registry
 
 PREFIX = "shoal_"
 HISTOGRAM_UNITS = ("_seconds", "_bytes")
@@ -29,10 +29,10 @@ class Family:
     help: str
 
 
-def families(registry: CollectorRegistry) -> list[Family]:
+def families(registry: Registry) -> list[Family]:
     """Every family the registry's collectors describe (collect() for those without describe)."""
     out: dict[str, Family] = {}
-    for collector in list(registry._collector_to_names):
+    for collector in registry.collectors:
         describe = getattr(collector, "describe", None)
         metrics = describe() if describe is not None else collector.collect()
         for metric in metrics:

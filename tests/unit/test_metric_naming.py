@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client import Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.metrics import AgentMetrics
+from agent.metrics_server import Registry
 from controller.metrics import ControllerMetrics
 from netplugin.metrics import NetpluginMetrics
 from tests.support.metric_naming import Family, families, naming_problems
 
 
-def registries() -> dict[str, CollectorRegistry]:
+def registries() -> dict[str, Registry]:
     return {
         "controller": ControllerMetrics().registry,
         "agent": AgentMetrics().registry,
@@ -80,7 +81,7 @@ class _DescribedOnly:
 
 
 def test_families_reads_a_real_registry_and_finds_its_bad_names() -> None:
-    registry = CollectorRegistry(auto_describe=True)
+    registry = Registry()
     Counter("shoal_pulls", "Pulls.", registry=registry)  # exposed as shoal_pulls_total: fine
     Histogram("shoal_sync_latency", "Sync.", registry=registry)
     Summary("shoal_rpc_seconds", "", registry=registry)
