@@ -35,10 +35,11 @@ def run(config: AgentConfig) -> None:
     metrics: AgentMetrics | None = None
     metrics_server: MetricsServer | None = None
     if config.metrics_address:
-        from agent.metrics import AgentMetrics, listen  # prometheus_client: only agents that export them
+        from agent.metrics import AgentMetrics  # prometheus_client: only agents that export them
+        from agent.metrics_server import serve_metrics
 
         metrics = AgentMetrics()
-        metrics_server = listen(config.metrics_address, metrics.registry)
+        metrics_server = serve_metrics(config.metrics_address, metrics.registry)
     images = ImageStore(config.images_dir, config.default_registry, metrics.observe_pull if metrics else None)
     node = Node(config, images, network, metrics)
     if metrics is not None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.errors import ShoalError, Unavailable
-from agent.metrics_server import MetricsServer, family_names, new_registry, serve_metrics
+from agent.errors import ShoalError
+from agent.metrics_server import family_names, new_registry
 from agent.runtime import cgroups
 from agent.runtime.cgroups import CgroupStats
 from agent.runtime.netdev import NetCounters, read_net_dev
@@ -257,16 +257,6 @@ class AgentMetrics:
     def observe_health(self, passed: bool) -> None:
         """One probe's result: a failure need not make the container unhealthy (retries)."""
         self.health_checks.labels("success" if passed else "failure").inc()
-
-
-def listen(address: str, registry: CollectorRegistry) -> MetricsServer:
-    """Serve /metrics (daemons call this first: a taken port fails before anything else starts)."""
-    try:
-        server = serve_metrics(address, registry)
-    except OSError as e:
-        raise Unavailable(f"--metrics-address {address}: cannot listen: {e.strerror or e}") from None
-    log.info("serving metrics on %s", server.url)
-    return server
 
 
 def metric_names() -> set[str]:

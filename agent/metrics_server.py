@@ -6,6 +6,7 @@ in one test process never collide.
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -14,7 +15,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client.registry import Collector
 
-from agent.errors import invalid
+from agent.errors import Unavailable, invalid
+
+log = logging.getLogger(__name__)
 
 
 def shoal_version() -> str:
@@ -90,7 +93,13 @@ def parse_address(flag: str, value: str) -> tuple[str, int]:
 def serve_metrics(
     address: str, registry: CollectorRegistry, flag: str = "--metrics-address"
 ) -> MetricsServer:
-    """Serve `registry` on http://HOST:PORT/metrics in a daemon thread (port 0 picks one)."""
+    """Serve `registry` on http://HOST:PORT/metrics in a daemon thread (port 0 picks one). Daemons
+    call this first, so a taken port fails (one line, Unavailable) before anything else starts."""
     host, port = parse_address(flag, address)
-    server, _ = start_http_server(port, addr=host, registry=registry)
-    return MetricsServer(server, host, int(server.server_address[1]))
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as e:
+        raise Unavailable(f"{flag} {address}: cannot listen: {e.strerror or e}") from None
+    metrics = MetricsServer(server, host, int(server.server_address[1]))
+    log.info("serving metrics on %s", metrics.url)
+    return metrics

@@ -6,17 +6,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
-from agent.metrics import listen
-from agent.metrics_server import MetricsServer
 from controller.api.server import ApiServer, serve
 from controller.config import ControllerConfig
 from controller.election import Election
-from controller.metrics import ControllerMetrics
 from controller.orchestrator import Orchestrator
 from controller.store.base import Compare, Store
 from controller.store.etcd import EtcdStore
-from controller.store.instrumented import InstrumentedStore
+
+if TYPE_CHECKING:
+    from agent.metrics_server import MetricsServer
+    from controller.metrics import ControllerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,15 @@ class Controller:
         self._owns_store = store is None
         store = store or EtcdStore(list(config.etcd_endpoints))
         if metrics is None and config.metrics_address:
+            from controller.metrics import ControllerMetrics  # prometheus_client: only when exporting
+
             metrics = ControllerMetrics()
         self.metrics = metrics
-        self._store = InstrumentedStore(store, metrics.registry) if metrics is not None else store
+        if metrics is not None:
+            from controller.store.instrumented import InstrumentedStore
+
+            store = InstrumentedStore(store, metrics.registry)
+        self._store = store
         self._metrics_server: MetricsServer | None = None
         self._server: ApiServer | None = None
         self.election = Election(self._store, self.id, ttl=config.leader_ttl)
@@ -58,8 +65,9 @@ class Controller:
     def start(self) -> None:
         if self.config.metrics_address and self.metrics is not None:
             # A taken port is one clear error (Unavailable), before anything else starts.
-            self._metrics_server = listen(self.config.metrics_address, self.metrics.registry)
-            log.info("controller %s serves metrics on %s", self.id, self._metrics_server.url)
+            from agent.metrics_server import serve_metrics
+
+            self._metrics_server = serve_metrics(self.config.metrics_address, self.metrics.registry)
         try:
             self._server = serve(self._store, self.config.listen)
         except BaseException:

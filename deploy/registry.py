@@ -33,9 +33,15 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
-  secret: shoal-local
+  addr: {addr}
+  secret: {secret}
 """
+
+
+def write_config(path: Path, storage: Path, addr: str, secret: str) -> Path:
+    """docker-registry's config: filesystem storage, deletes allowed, quiet logs."""
+    path.write_text(_CONFIG.format(storage=storage, addr=addr, secret=secret))
+    return path
 
 
 def free_port() -> int:
@@ -62,8 +68,7 @@ class Registry:
     def start(self) -> Registry:
         self.storage.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        config = self.workdir / "registry.yml"
-        config.write_text(_CONFIG.format(storage=self.storage, port=self.port))
+        config = write_config(self.workdir / "registry.yml", self.storage, self.host, "shoal-local")
         log = (self.workdir / "registry.log").open("wb")
         self._proc = subprocess.Popen(
             [str(REGISTRY_BIN), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT

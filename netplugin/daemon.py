@@ -253,11 +253,11 @@ def run(cfg: NetpluginConfig) -> None:
     metrics: NetpluginMetrics | None = None
     metrics_server: MetricsServer | None = None
     if cfg.metrics_address:
-        from agent.metrics import listen
+        from agent.metrics_server import serve_metrics
         from netplugin.metrics import NetpluginMetrics
 
         metrics = NetpluginMetrics(ipam_dir=cfg.ipam_dir)
-        metrics_server = listen(cfg.metrics_address, metrics.registry)
+        metrics_server = serve_metrics(cfg.metrics_address, metrics.registry)
     store: Store = EtcdStore(list(cfg.etcd_endpoints))
     if metrics is not None:
         from controller.store.instrumented import InstrumentedStore

@@ -72,6 +72,8 @@ class Orchestrator:
         self._retry = retry_interval
         self._catch_up_timeout = catch_up_timeout
         self._observer = observer or NullObserver()
+        self._observed = observer is not None
+        """Without an observer (no metrics) the watch path does not diff task views for it."""
         self.state = ClusterState()
         self.queue = WorkQueue(clock)
         self._cond = threading.Condition()  # guards state; notified on every change of it
@@ -159,13 +161,14 @@ class Orchestrator:
         for event in batch:
             if event.kv.key == keyspace.LEADER:
                 self._check_leader(event.kv if event.type == "put" else None)
-        touched = touched_tasks(batch)
+        touched = touched_tasks(batch) if self._observed else set()
         with self._cond:
             before = {i: self.state.views.get(i) for i in touched}
             dirty = self.state.apply(batch, self._clock())
             after = {i: self.state.views.get(i) for i in touched}
             self._cond.notify_all()
-        self._observer.tasks_changed(before, after)
+        if touched:
+            self._observer.tasks_changed(before, after)
         self.queue.add(dirty)
 
     def _check_leader(self, kv: KeyValue | None) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from agent.errors import invalid
-from deploy.cli.common import absolute
+from deploy.cli.common import MetricsAddressOpt, absolute
 
 
 def agent(
@@ -146,15 +146,7 @@ def agent(
             help="The network namespace netplugin treats as this node's host (the local lab).",
         ),
     ] = None,
-    metrics_address: Annotated[
-        str,
-        typer.Option(
-            "--metrics-address",
-            metavar="HOST:PORT",
-            help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; "
-            "default: no metrics listener).",
-        ),
-    ] = "",
+    metrics_address: MetricsAddressOpt = "",
 ) -> None:
     """Run the node agent in the foreground until SIGTERM or Ctrl-C.
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -27,6 +27,17 @@ DEFAULT_HOST = "unix:///run/shoal/agent.sock"
 HOST_ENV = "SHOAL_AGENT_HOST"
 DEBUG_ENV = "SHOAL_DEBUG"
 """Set to 1 to get a traceback for unexpected errors instead of the one-line report."""
+
+MetricsAddressOpt = Annotated[
+    str,
+    typer.Option(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; "
+        "default: no metrics listener).",
+    ),
+]
+"""`--metrics-address` of every daemon (`shoal controller|agent|netplugin`)."""
 
 _HOST_KEY = "shoal.host"
 _CLIENT_KEY = "shoal.client"

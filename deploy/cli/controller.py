@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from deploy.cli.common import MetricsAddressOpt
+
 
 def controller(
     etcd: Annotated[
@@ -45,14 +47,7 @@ def controller(
         typer.Option("--max-lost-nodes", metavar="N", help="Lost nodes whose tasks may move at once."),
     ] = 1,
     history: Annotated[int, typer.Option("--history", metavar="N", help="Ended tasks kept per slot.")] = 5,
-    metrics_address: Annotated[
-        str,
-        typer.Option(
-            "--metrics-address",
-            metavar="HOST:PORT",
-            help="Serve Prometheus /metrics here (port 0 picks one; default: no listener).",
-        ),
-    ] = "",
+    metrics_address: MetricsAddressOpt = "",
 ) -> None:
     """Run a controller in the foreground until SIGTERM or Ctrl-C (then it resigns as leader).
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from agent.errors import NotFound, invalid
-from deploy.cli.common import absolute
+from deploy.cli.common import MetricsAddressOpt, absolute
 
 if TYPE_CHECKING:
     from controller.store.etcd import EtcdStore
@@ -66,15 +66,7 @@ def netplugin(
             "--subnet-file", metavar="PATH", help="flannel's subnet.env, written once the network is up."
         ),
     ] = "/run/shoal/subnet.env",
-    metrics_address: Annotated[
-        str,
-        typer.Option(
-            "--metrics-address",
-            metavar="HOST:PORT",
-            help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; "
-            "default: no metrics listener).",
-        ),
-    ] = "",
+    metrics_address: MetricsAddressOpt = "",
     ipam_dir: Annotated[
         str,
         typer.Option(

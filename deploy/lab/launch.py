@@ -19,21 +19,6 @@ from deploy.lab.state import Proc
 SHOAL = str(Path(sys.executable).parent / "shoal")
 ETCD_BIN = "/usr/bin/etcd"
 REGISTRY_BIN = "/usr/bin/docker-registry"
-_REGISTRY_CONFIG = """\
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {storage}
-  delete:
-    enabled: true
-http:
-  addr: {host}
-  secret: shoal-lab
-"""
 
 
 def free_ports(count: int) -> list[int]:
@@ -116,9 +101,9 @@ def wait_prometheus(proc: Proc, url: str) -> None:
 
 
 def registry_config(workdir: Path, host: str) -> Path:
-    config = workdir / "registry.yml"
-    config.write_text(_REGISTRY_CONFIG.format(storage=workdir / "storage", host=host))
-    return config
+    from deploy.registry import write_config  # httpx and the image store: only when it is needed
+
+    return write_config(workdir / "registry.yml", workdir / "storage", host, "shoal-lab")
 
 
 def wait_registry(proc: Proc, host: str) -> None:

@@ -33,7 +33,7 @@ def metrics_url(controller: ControllerProcess) -> str:
     found: list[str] = []
 
     def logged() -> bool:
-        found[:] = re.findall(r"serves metrics on (http://\S+/metrics)", controller.log())
+        found[:] = re.findall(r"serving metrics on (http://\S+/metrics)", controller.log())
         return bool(found)
 
     wait_for(logged, timeout=10, what=f"{controller.id} to log its metrics URL")

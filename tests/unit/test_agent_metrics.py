@@ -18,12 +18,12 @@ from agent.metrics import (
     ContainerSample,
     ContainerView,
     container_families,
-    listen,
     metric_names,
     parse_time,
     state_counts,
     view_of,
 )
+from agent.metrics_server import serve_metrics
 from agent.models import ContainerCreate, ContainerState, ContainerStatus
 from agent.node import Record
 from agent.runtime.cgroups import CgroupStats, keyed_value
@@ -210,10 +210,10 @@ def test_registry_names_every_catalog_metric_and_hooks_count() -> None:
 
 def test_listen_serves_and_a_taken_port_is_one_clear_error() -> None:
     m = AgentMetrics()
-    server = listen("127.0.0.1:0", m.registry)
+    server = serve_metrics("127.0.0.1:0", m.registry)
     try:
         assert "shoal_agent_containers" in scrape(server.url)
         with pytest.raises(Unavailable, match=rf"--metrics-address 127.0.0.1:{server.port}: cannot listen"):
-            listen(f"127.0.0.1:{server.port}", AgentMetrics().registry)
+            serve_metrics(f"127.0.0.1:{server.port}", AgentMetrics().registry)
     finally:
         server.close()

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from agent.errors import Unavailable
-from agent.metrics import listen
+from agent.metrics_server import serve_metrics
 from controller.api.types import NodeInfo, Service, ServiceSpec, Task
 from controller.config import ControllerConfig
 from controller.daemon import Controller
@@ -276,7 +276,7 @@ def test_an_in_process_leader_feeds_its_metrics_and_stops_exporting_when_it_step
 
 
 def test_a_taken_port_is_one_clear_error_and_frees_what_started() -> None:
-    taken = listen("127.0.0.1:0", ControllerMetrics().registry)
+    taken = serve_metrics("127.0.0.1:0", ControllerMetrics().registry)
     address = f"127.0.0.1:{taken.port}"
     store = MemoryStore()
     try:
