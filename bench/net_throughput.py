@@ -24,8 +24,9 @@ The runs are interleaved: each round runs iperf on every path, then the ping-pon
 with each Shoal path right next to its hand-built twin (which of the two goes first alternates), so
 the machine's drift lands on both alike. The Shoal / hand-built throughput ratio is the median of
 the rounds' paired ratios (the ratio of the medians is printed next to it). One difference the
-hand-built paths do not copy: the Shoal daemon installs its iptables chains (masquerade + FORWARD
-accept) in each host netns, so netfilter/conntrack hooks run on Shoal's forwarded packets.
+hand-built paths do not copy: the Shoal daemon installs its rules in each host netns (table
+`ip shoal`: notrack, masquerade, published ports; an iptables FORWARD accept), so netfilter and
+conntrack hooks run on Shoal's forwarded packets.
 """
 
 from __future__ import annotations

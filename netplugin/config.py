@@ -35,9 +35,13 @@ MAX_SUBNET_LEN = 30  # a host subnet needs room for the bridge's gateway and one
 MIN_MTU, MAX_MTU = 576, 9000
 _RANGES = {"vni": (1, 16_777_215), "port": (1, 65_535), "mtu": (MIN_MTU, MAX_MTU)}
 
-# Keys flannel knows that we accept only with the value that describes what we do (IPv4 only,
-# iptables): a kube-flannel net-conf.json often spells them out.
-_ACCEPTED_AS_IS: dict[str, object] = {"EnableIPv4": True, "EnableIPv6": False, "EnableNFTables": False}
+# Keys flannel knows that we accept only with values that describe what we do (IPv4 only; our
+# rules are in nftables whichever flannel would use): a kube-flannel net-conf.json often spells them out.
+_ACCEPTED_AS_IS: dict[str, tuple[bool, ...]] = {
+    "EnableIPv4": (True,),
+    "EnableIPv6": (False,),
+    "EnableNFTables": (False, True),
+}
 
 
 def _canonical_keys(data: object, names: tuple[str, ...]) -> object:
@@ -103,8 +107,9 @@ class NetworkConfig(BaseModel):
         data = dict(data)
         for key, accepted in _ACCEPTED_AS_IS.items():
             if key in data:
-                if data[key] != accepted:
-                    raise invalid(key, data[key], f"only {json.dumps(accepted)} is supported")
+                if not any(data[key] is value for value in accepted):
+                    allowed = " or ".join(json.dumps(v) for v in accepted)
+                    raise invalid(key, data[key], f"only {allowed} is supported")
                 del data[key]
         network = _try_network(data.get("Network", data.get("network")))
         if "SubnetLen" not in data and "subnet_len" not in data and network is not None:

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(runc busybox-static etcd-server docker-registry conmon skopeo umoci podman
-              iproute2 iptables prometheus iperf3 containernetworking-plugins)
+              iproute2 iptables nftables prometheus iperf3 containernetworking-plugins)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -209,17 +209,22 @@ def test_traffic_leaving_the_cluster_network_is_masqueraded(node: Node) -> None:
 
 def test_cluster_rules_are_idempotent_and_removable(node: Node) -> None:
     lab = node.lab
-    first = _ours(lab.exec(1, ["iptables-save"]).stdout)
+    first = _ours(lab, 1)
+    assert "table ip shoal" in first and "SHOAL-FORWARD" in first
     node.rules.ensure_cluster(NETWORK, SUBNET)
-    assert _ours(lab.exec(1, ["iptables-save"]).stdout) == first
+    assert _ours(lab, 1) == first
     node.rules.publish(8080, "tcp", IPv4Interface("10.44.1.9/24").ip, 80)
     node.rules.ensure_cluster(NETWORK, SUBNET)  # must keep published ports
     assert len(node.rules.all_published()) == 1
     node.rules.remove_all()
     node.rules.remove_all()
-    assert _ours(lab.exec(1, ["iptables-save"]).stdout) == []
-    assert lab.exec(2, ["iptables-save"]).stdout.count("SHOAL") == 0  # host 2 never touched
+    assert _ours(lab, 1) == ""
+    assert _ours(lab, 2) == ""  # host 2 never touched
 
 
-def _ours(saved: str) -> list[str]:
-    return [line for line in saved.splitlines() if "SHOAL" in line]
+def _ours(lab: Lab, host: int) -> str:
+    """Shoal's nftables table and iptables chains on `host`, as the tools print them."""
+    tables = lab.exec(host, ["nft", "list", "tables"]).stdout
+    table = lab.exec(host, ["nft", "list", "table", "ip", "shoal"]).stdout if "ip shoal" in tables else ""
+    saved = lab.exec(host, ["iptables-save"]).stdout
+    return table + "".join(f"{line}\n" for line in saved.splitlines() if "SHOAL" in line)

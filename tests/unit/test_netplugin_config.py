@@ -61,8 +61,9 @@ def test_keys_match_case_insensitively_like_go() -> None:
 
 
 def test_kube_flannel_switches_are_accepted_when_they_describe_what_we_do() -> None:
-    config = parse({"Network": "10.244.0.0/16", "EnableIPv4": True, "EnableNFTables": False})
-    assert config.network == IPv4Network("10.244.0.0/16")
+    for nftables in (False, True):  # either way, Shoal's own rules are an nftables table
+        config = parse({"Network": "10.244.0.0/16", "EnableIPv4": True, "EnableNFTables": nftables})
+        assert config.network == IPv4Network("10.244.0.0/16")
 
 
 def test_mtu_derives_from_the_underlay_per_backend() -> None:
@@ -144,6 +145,10 @@ def test_to_json_round_trips_through_flannels_names() -> None:
         (
             {"Network": "10.244.0.0/16", "EnableIPv6": True},
             "invalid EnableIPv6 True: only false is supported",
+        ),
+        (
+            {"Network": "10.244.0.0/16", "EnableNFTables": "yes"},
+            "invalid EnableNFTables 'yes': only false or true is supported",
         ),
     ],
 )
