@@ -15,11 +15,9 @@ from typing import IO
 import pytest
 
 import agent.node
-from agent.config import AgentConfig
-from agent.images.store import ImageStore
 from agent.models import ContainerCreate, HealthCheck
 from agent.node import Node, Probe
-from tests.support.agent import AgentProcess, wait_for
+from tests.support.agent import in_process_node, wait_for
 from tests.support.registry import Registry
 
 WAIT = 20.0
@@ -27,22 +25,8 @@ WAIT = 20.0
 
 @pytest.fixture
 def node(tmp_path: Path, registry: Registry) -> Iterator[Node]:
-    # AgentProcess is used only for its unique directories, cgroup parent and exact teardown.
-    paths = AgentProcess(tmp_path, registry.host)
-    config = AgentConfig(
-        state_dir=paths.state_dir,
-        run_dir=paths.run_dir,
-        cgroup_parent=paths.prefix,
-        default_registry=registry.host,
-    )
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    n = Node(config, ImageStore(config.images_dir, config.default_registry))
-    n.start()
-    try:
+    with in_process_node(tmp_path, registry.host) as n:
         yield n
-    finally:
-        n.close()
-        paths.teardown()
 
 
 def run(n: Node, check: HealthCheck, command: list[str] | None = None) -> str:

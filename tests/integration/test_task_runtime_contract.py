@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
 from agent.errors import ShoalError
 from agent.health import is_unhealthy_message
-from agent.images.store import ImageStore
-from agent.node import Node
 from agent.tasks.fake_runtime import EXIT_AFTER, EXIT_CODE, HEALTH, FakeRuntime
 from agent.tasks.node_runtime import NodeRuntime
 from agent.tasks.runtime import TaskContainer, TaskRuntime
 from controller.api.types import Assignment, HealthCheck, RestartPolicy, ServiceSpec, Task
-from tests.support.agent import AgentProcess, wait_for
+from tests.support.agent import in_process_node, wait_for
 from tests.support.registry import Registry
 
 WAIT = 20.0
@@ -126,18 +123,7 @@ def fake_harness() -> Iterator[Harness]:
 
 
 def node_harness(tmp_path: Path, registry: Registry) -> Iterator[Harness]:
-    # AgentProcess is used only for its unique directories, cgroup parent and exact teardown.
-    paths = AgentProcess(tmp_path, registry.host)
-    config = AgentConfig(
-        state_dir=paths.state_dir,
-        run_dir=paths.run_dir,
-        cgroup_parent=paths.prefix,
-        default_registry=registry.host,
-    )
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    node = Node(config, ImageStore(config.images_dir, config.default_registry))
-    node.start()
-    try:
+    with in_process_node(tmp_path, registry.host) as node:
         yield Harness(
             NodeRuntime(node, stop_timeout=5),
             # Honours SIGTERM (a plain sleep as pid 1 would ignore it until SIGKILL).
@@ -157,9 +143,6 @@ def node_harness(tmp_path: Path, registry: Registry) -> Iterator[Harness]:
                 ),
             ),
         )
-    finally:
-        node.close()
-        paths.teardown()
 
 
 @pytest.fixture(params=["fake", "node"])

@@ -13,11 +13,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from agent.client import AgentClient
+from agent.config import AgentConfig
+from agent.images.store import ImageStore
+from agent.node import Node
 from deploy.lab.cleanup import remove_agent_leftovers
 
 VENV_BIN = Path(sys.executable).parent
@@ -128,6 +133,27 @@ class AgentProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.teardown()
+
+
+@contextmanager
+def in_process_node(base: Path, default_registry: str) -> Iterator[Node]:
+    """A started Node in this process. AgentProcess is used only for its unique directories,
+    cgroup parent and exact teardown."""
+    paths = AgentProcess(base, default_registry)
+    config = AgentConfig(
+        state_dir=paths.state_dir,
+        run_dir=paths.run_dir,
+        cgroup_parent=paths.prefix,
+        default_registry=default_registry,
+    )
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    node = Node(config, ImageStore(config.images_dir, config.default_registry))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.close()
+        paths.teardown()
 
 
 def wait_for(
